@@ -1,0 +1,30 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/sipmesh/sipmesh/node"
+)
+
+func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, "run", "--config FILE")
+	config := fs.String("config", "", "node configuration file (YAML)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *config == "" {
+		fs.Usage()
+		return errors.New("--config is required")
+	}
+	cfg, err := node.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg, node.NewLogger(os.Stderr, cfg.Log))
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}

@@ -1,0 +1,205 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/overlay"
+)
+
+// leaveTimeout bounds the graceful leave on shutdown.
+const leaveTimeout = 5 * time.Second
+
+// Node is a running sipmesh node.
+type Node struct {
+	cfg   *Config
+	log   *slog.Logger
+	mat   *certs.Material
+	roles []string
+	reg   *prometheus.Registry
+
+	ov       *overlay.Overlay
+	adminLn  net.Listener
+	admin    *http.Server
+	metrics  *http.Server
+	metricLn net.Listener
+
+	stopOnce sync.Once
+	stopCRL  chan struct{}
+}
+
+// New loads the node's certificate material and binds its listeners. Errors
+// name what is wrong and what to do.
+func New(cfg *Config, log *slog.Logger) (*Node, error) {
+	mat, err := certs.Load(cfg.Path(cfg.TLS.CA), cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key), cfg.Path(cfg.TLS.CRL))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if mat.Self.Kind != certs.KindNode {
+		return nil, fmt.Errorf("node: %s is an %s certificate; a node needs a node certificate ('sipmesh cert issue' without --operator)", cfg.Path(cfg.TLS.Cert), mat.Self.Kind)
+	}
+	roles, err := effectiveRoles(mat.Self, cfg.Node.Roles, cfg.Path(cfg.TLS.Cert))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log.With("node", mat.Self.Name), mat: mat, roles: roles, reg: prometheus.NewRegistry(), stopCRL: make(chan struct{})}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := n.listen(); err != nil {
+		n.closeListeners()
+		return nil, err
+	}
+	return n, nil
+}
+
+// effectiveRoles narrows the certificate's roles by node.roles.
+func effectiveRoles(id certs.Identity, want []string, certPath string) ([]string, error) {
+	if len(want) == 0 {
+		return slices.Clone(id.Roles), nil
+	}
+	for _, r := range want {
+		if !id.HasRole(r) {
+			return nil, fmt.Errorf("node: key \"node.roles\" asks for role %q, which certificate %s does not allow (it allows: %s); remove it or issue a certificate with --roles", r, certPath, strings.Join(id.Roles, ","))
+		}
+	}
+	return slices.Clone(want), nil
+}
+
+func (n *Node) listen() error {
+	ln, err := net.Listen("tcp", n.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("node: admin listener (key \"admin.listen\"): %w", err)
+	}
+	n.adminLn = ln
+	if n.cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", n.cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("node: metrics listener (key \"metrics.listen\"): %w", err)
+		}
+		n.metricLn = ln
+	}
+	return nil
+}
+
+func (n *Node) closeListeners() {
+	for _, ln := range []net.Listener{n.adminLn, n.metricLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// Name is the node's name from its certificate.
+func (n *Node) Name() string { return n.mat.Self.Name }
+
+// AdminAddr is the bound admin address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// services lists what this node advertises to the mesh.
+func (n *Node) services() map[string]string {
+	s := map[string]string{
+		overlay.ServiceAdmin: n.AdminAddr(),
+	}
+	return s
+}
+
+// Run starts the overlay and the admin API, joins the mesh and serves until
+// ctx is done; then it leaves the mesh gracefully.
+func (n *Node) Run(ctx context.Context) error {
+	ov, err := overlay.New(overlay.Config{
+		Material:   n.mat,
+		BindAddr:   n.cfg.Node.Address,
+		Port:       n.cfg.Overlay.Port,
+		Timing:     n.cfg.Overlay.Timing,
+		Roles:      n.roles,
+		Services:   n.services(),
+		Logger:     n.log,
+		Registerer: n.reg,
+		CRLPath:    n.cfg.Path(n.cfg.TLS.CRL),
+	})
+	if err != nil {
+		n.closeListeners()
+		return fmt.Errorf("node: %w", err)
+	}
+	n.ov = ov
+	n.serveAdmin()
+	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
+		"gossip", ov.GossipAddr(), "admin", n.AdminAddr())
+
+	joinCtx, stopJoin := context.WithCancel(ctx)
+	defer stopJoin()
+	go n.joinLoop(joinCtx)
+
+	<-ctx.Done()
+	return n.shutdown()
+}
+
+// joinLoop joins the configured seeds, retrying with backoff until one
+// answers: nodes of a new cluster may start in any order.
+func (n *Node) joinLoop(ctx context.Context) {
+	seeds := n.seeds()
+	if len(seeds) == 0 {
+		n.log.Info("no seeds: this node starts a new mesh (set overlay.join or publish _sipmesh._tcp to join one)")
+		return
+	}
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		joined, err := n.ov.Join(seeds)
+		if joined > 0 {
+			n.log.Info("joined the mesh", "seeds", strings.Join(seeds, ","), "contacted", joined)
+			return
+		}
+		n.log.Warn("cannot join the mesh yet; retrying", "seeds", strings.Join(seeds, ","), "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// seeds are the configured join addresses other than this node's own.
+func (n *Node) seeds() []string {
+	self := n.ov.GossipAddr()
+	var out []string
+	for _, j := range n.cfg.Overlay.Join {
+		hp, _ := n.cfg.hostPort(j, DefaultGossipPort)
+		if hp != self {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+func (n *Node) shutdown() error {
+	var errs []error
+	n.stopOnce.Do(func() {
+		n.log.Info("leaving the mesh")
+		if err := n.ov.Leave(leaveTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("node: leave: %w", err))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, s := range []*http.Server{n.admin, n.metrics} {
+			if s != nil {
+				if err := s.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					errs = append(errs, err)
+				}
+			}
+		}
+		n.log.Info("stopped")
+	})
+	return errors.Join(errs...)
+}

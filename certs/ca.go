@@ -78,12 +78,13 @@ func InitCA(dir, cluster string, keyType KeyType) (*CA, error) {
 			return nil, fmt.Errorf("certs: %s already exists; refusing to overwrite a CA (use another --out)", filepath.Join(dir, f))
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
-	}
+	// The key first: a bad --key-type must not leave an empty directory.
 	key, err := newKey(keyType)
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("certs: %w", err)
 	}
 	serial, err := newSerial()
 	if err != nil {

@@ -119,8 +119,8 @@ func TestInitCAInvalid(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("InitCA(%q, %q) = %v, want error containing %q", tc.cluster, tc.keyType, err, tc.want)
 			}
-			if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil {
-				t.Error("a CA key was written despite the error")
+			if _, err := os.Stat(dir); err == nil {
+				t.Error("the CA directory was created despite the error")
 			}
 		})
 	}

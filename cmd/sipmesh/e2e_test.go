@@ -215,6 +215,9 @@ func TestRogueFromAnotherCANeverAppears(t *testing.T) {
 	if _, _, err := is.WriteFiles(rogueDir, "rogue"); err != nil {
 		t.Fatal(err)
 	}
+	// The rogue knows the cluster's (public) CA certificate, so it gets as
+	// far as presenting its own certificate: n1 must refuse that.
+	bundle(t, filepath.Join(rogueDir, "ca.crt"), filepath.Join(c.Dir, certs.CACertFile), filepath.Join(rogueDir, certs.CACertFile))
 	ip := c.NextIP()
 	cfg := filepath.Join(rogueDir, "rogue.yaml")
 	os.WriteFile(cfg, []byte(strings.ReplaceAll(proctest.DefaultConfig("rogue", []string{n1.IP}, ""), "%IP%", ip)), 0o644)
@@ -268,12 +271,14 @@ func TestAdminAPIIdentities(t *testing.T) {
 	oca, _ := certs.InitCA(other, "example.test", "")
 	ois, _ := oca.Issue(certs.IssueRequest{Name: "ops", Operator: true})
 	ois.WriteFiles(other, "ops")
-	_, err = c.CLI("members", "--node", n1.IP, "--ca", ca, "--cert", filepath.Join(other, "ops.crt"), "--key", filepath.Join(other, "ops.key"))
+	both := filepath.Join(other, "both.crt")
+	bundle(t, both, ca, filepath.Join(other, certs.CACertFile))
+	_, err = c.CLI("members", "--node", n1.IP, "--ca", both, "--cert", filepath.Join(other, "ops.crt"), "--key", filepath.Join(other, "ops.key"))
 	if err == nil {
 		t.Fatal("admin API accepted a certificate from another CA")
 	}
 	proctest.Eventually(t, 5*time.Second, "admin refusal logged", func() error {
-		if !strings.Contains(n1.LogText(), "admin: refused client") {
+		if log := n1.LogText(); !strings.Contains(log, "admin: refused client") || !strings.Contains(log, "reason=unknown_ca") {
 			return fmt.Errorf("not logged yet")
 		}
 		return nil
@@ -363,5 +368,21 @@ func TestDevStartsClusterAndStopsOnCtrlC(t *testing.T) {
 		if !strings.Contains(string(log), "leaving the mesh") {
 			t.Errorf("n%d did not leave gracefully:\n%s", i, log)
 		}
+	}
+}
+
+// bundle concatenates PEM files into dst.
+func bundle(t *testing.T, dst string, srcs ...string) {
+	t.Helper()
+	var all []byte
+	for _, s := range srcs {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	if err := os.WriteFile(dst, all, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -139,9 +140,16 @@ func (n *Node) handleRing(w http.ResponseWriter, r *http.Request) {
 		rg := n.ov.Ring(role)
 		out.Partitions = rg.Partitions()
 		list := []RingMemberJSON{}
+		s, stored := n.stores.Store(role)
 		for _, nd := range rg.Nodes() {
 			p := rg.Load(nd.Name)
-			list = append(list, RingMemberJSON{Name: nd.Name, Partitions: p, Share: float64(p) / float64(rg.Partitions())})
+			m := RingMemberJSON{Name: nd.Name, Partitions: p, Share: float64(p) / float64(rg.Partitions())}
+			if stored {
+				if st, err := s.MemberStats(r.Context(), nd.Name); err == nil {
+					m.Items = &st.Records
+				}
+			}
+			list = append(list, m)
 		}
 		out.Roles[role] = list
 	}
@@ -188,6 +196,23 @@ func (n *Node) handleLookup(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, nd := range rg.Replicas(key, n.cfg.Overlay.Replicas) {
 		out.Replicas = append(out.Replicas, nd.Name)
+	}
+	if s, ok := n.stores.Store(role); ok {
+		holders, err := s.Holders(r.Context(), key)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorJSON{"holders of " + key + ": " + err.Error()})
+			return
+		}
+		out.Holders = append(out.Holders, holders...)
+		recs, err := s.Get(r.Context(), key)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorJSON{"records of " + key + ": " + err.Error()})
+			return
+		}
+		now := time.Now()
+		for _, rec := range recs {
+			out.Records = append(out.Records, recordJSON(rec, now))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

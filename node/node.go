@@ -17,10 +17,15 @@ import (
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/overlay"
+	"github.com/sipmesh/sipmesh/overlay/rpc"
+	"github.com/sipmesh/sipmesh/overlay/store"
 )
 
-// leaveTimeout bounds the graceful leave on shutdown.
-const leaveTimeout = 5 * time.Second
+// Bounds of a graceful shutdown: hand records off, then leave.
+const (
+	handoffTimeout = 20 * time.Second
+	leaveTimeout   = 5 * time.Second
+)
 
 // Node is a running sipmesh node.
 type Node struct {
@@ -30,11 +35,15 @@ type Node struct {
 	roles []string
 	reg   *prometheus.Registry
 
-	ov       *overlay.Overlay
-	adminLn  net.Listener
-	admin    *http.Server
-	metrics  *http.Server
-	metricLn net.Listener
+	ov        *overlay.Overlay
+	rpcLn     net.Listener
+	rpcServer *rpc.Server
+	rpcClient *rpc.Client
+	stores    *store.Registry
+	adminLn   net.Listener
+	admin     *http.Server
+	metrics   *http.Server
+	metricLn  net.Listener
 
 	stopOnce sync.Once
 	stopCRL  chan struct{}
@@ -77,7 +86,12 @@ func effectiveRoles(id certs.Identity, want []string, certPath string) ([]string
 }
 
 func (n *Node) listen() error {
-	ln, err := net.Listen("tcp", n.cfg.Admin.Listen)
+	ln, err := net.Listen("tcp", n.cfg.RPC.Listen)
+	if err != nil {
+		return fmt.Errorf("node: RPC listener (key \"rpc.listen\"): %w", err)
+	}
+	n.rpcLn = ln
+	ln, err = net.Listen("tcp", n.cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("node: admin listener (key \"admin.listen\"): %w", err)
 	}
@@ -93,7 +107,7 @@ func (n *Node) listen() error {
 }
 
 func (n *Node) closeListeners() {
-	for _, ln := range []net.Listener{n.adminLn, n.metricLn} {
+	for _, ln := range []net.Listener{n.rpcLn, n.adminLn, n.metricLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -110,6 +124,7 @@ func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 func (n *Node) services() map[string]string {
 	s := map[string]string{
 		overlay.ServiceAdmin: n.AdminAddr(),
+		overlay.ServiceRPC:   n.rpcLn.Addr().String(),
 	}
 	return s
 }
@@ -133,6 +148,11 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.ov = ov
+	if err := n.startState(); err != nil {
+		ov.Shutdown()
+		n.closeListeners()
+		return err
+	}
 	n.serveAdmin()
 	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
 		"gossip", ov.GossipAddr(), "admin", n.AdminAddr())
@@ -187,9 +207,13 @@ func (n *Node) shutdown() error {
 	var errs []error
 	n.stopOnce.Do(func() {
 		n.log.Info("leaving the mesh")
+		hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout)
+		n.handoffState(hctx)
+		hcancel()
 		if err := n.ov.Leave(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("node: leave: %w", err))
 		}
+		n.stopState()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		for _, s := range []*http.Server{n.admin, n.metrics} {

@@ -1,0 +1,135 @@
+package digest
+
+import (
+	"errors"
+	"strings"
+)
+
+// credentials are the parameters of one Authorization or Proxy-Authorization
+// header field with the Digest scheme (RFC 3261 §25.1 digest-response).
+type credentials struct {
+	params map[string]string // lower-cased names, unquoted values
+}
+
+func (c credentials) get(name string) string { return c.params[name] }
+
+func (c credentials) has(name string) bool {
+	_, ok := c.params[name]
+	return ok
+}
+
+// parseCredentials splits "scheme params". It returns the scheme and, when
+// it is Digest, the parameters.
+func parseCredentials(v string) (scheme string, c credentials, err error) {
+	v = strings.TrimLeft(v, " \t")
+	i := strings.IndexAny(v, " \t")
+	if i < 0 {
+		return v, c, nil
+	}
+	scheme = v[:i]
+	if !strings.EqualFold(scheme, "Digest") {
+		return scheme, c, nil
+	}
+	c.params = make(map[string]string)
+	rest := v[i:]
+	for {
+		rest = strings.TrimLeft(rest, " \t")
+		// auth-param = token EQUAL ( token / quoted-string )
+		j := 0
+		for j < len(rest) && isTokenChar(rest[j]) {
+			j++
+		}
+		if j == 0 {
+			return scheme, c, errors.New("digest: malformed credentials: parameter name expected")
+		}
+		name := strings.ToLower(rest[:j])
+		rest = strings.TrimLeft(rest[j:], " \t")
+		if !strings.HasPrefix(rest, "=") {
+			return scheme, c, errors.New("digest: malformed credentials: '=' expected after " + name)
+		}
+		rest = strings.TrimLeft(rest[1:], " \t")
+		var value string
+		if strings.HasPrefix(rest, `"`) {
+			var b strings.Builder
+			k := 1
+			closed := false
+			for ; k < len(rest); k++ {
+				ch := rest[k]
+				if ch == '\\' && k+1 < len(rest) {
+					k++
+					b.WriteByte(rest[k])
+					continue
+				}
+				if ch == '"' {
+					closed = true
+					break
+				}
+				b.WriteByte(ch)
+			}
+			if !closed {
+				return scheme, c, errors.New("digest: malformed credentials: unterminated quoted value of " + name)
+			}
+			value, rest = b.String(), rest[k+1:]
+		} else {
+			k := 0
+			for k < len(rest) && isTokenChar(rest[k]) {
+				k++
+			}
+			if k == 0 {
+				return scheme, c, errors.New("digest: malformed credentials: value expected for " + name)
+			}
+			value, rest = rest[:k], rest[k:]
+		}
+		if _, dup := c.params[name]; dup {
+			return scheme, c, errors.New("digest: malformed credentials: " + name + " given twice")
+		}
+		c.params[name] = value
+		rest = strings.TrimLeft(rest, " \t")
+		if rest == "" {
+			return scheme, c, nil
+		}
+		if rest[0] != ',' {
+			return scheme, c, errors.New("digest: malformed credentials: ',' expected after " + name)
+		}
+		rest = rest[1:]
+	}
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-.!%*_+`'~", c) >= 0
+}
+
+// quote writes a quoted-string (RFC 3261 §25.1), escaping '"' and '\'.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// challengeValue is one Digest challenge (RFC 3261 §25.1 challenge, RFC 8760
+// §2.3): realm, nonce, algorithm, qop and, when set, stale=true.
+func challengeValue(realm, nonce string, alg Algorithm, stale bool) string {
+	var b strings.Builder
+	b.WriteString("Digest realm=")
+	b.WriteString(quote(realm))
+	b.WriteString(", nonce=")
+	b.WriteString(quote(nonce))
+	b.WriteString(", algorithm=")
+	b.WriteString(string(alg))
+	b.WriteString(`, qop="auth"`)
+	if stale {
+		b.WriteString(", stale=true")
+	}
+	return b.String()
+}

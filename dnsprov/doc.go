@@ -80,5 +80,10 @@
 // (RFC 2136 §2.4.2) on what was read just before: if the dead node came back
 // and rewrote its marker, or another maintainer changed the NAPTR set, the
 // server answers NXRRSET and nothing is clobbered; the updater re-reads and
-// tries again.
+// tries again. A survivor whose view lags a restart may still remove the
+// new life's records (clocks are compared); the node re-asserts them on its
+// next membership change or Resync. A node seen in the zone but never in the
+// membership is removed only after OrphanGrace. Updates and one SOA query
+// per pass are TSIG-signed (proving the key is accepted); the other reads
+// are plain, parallel UDP queries to the primary.
 package dnsprov

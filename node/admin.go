@@ -65,6 +65,9 @@ func (n *Node) serveAdmin() {
 	mux.HandleFunc("GET "+PathMembers, n.handleMembers)
 	mux.HandleFunc("GET "+PathRing, n.handleRing)
 	mux.HandleFunc("GET "+PathLookup, n.handleLookup)
+	mux.HandleFunc("GET "+PathDNSRecords, n.handleDNSRecords)
+	mux.HandleFunc("POST "+PathRecordsPut, n.handleRecordsPut)
+	mux.HandleFunc("POST "+PathRecordsGet, n.handleRecordsGet)
 	metrics := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})
 	mux.Handle("GET "+PathMetrics, metrics)
 

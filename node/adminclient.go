@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -72,27 +73,46 @@ func (c *AdminClient) get(ctx context.Context, path string, q url.Values, out an
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return c.do(ctx, http.MethodGet, u, nil, out)
+}
+
+func (c *AdminClient) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
+	}
+	return c.do(ctx, http.MethodPost, c.base+path, body, out)
+}
+
+func (c *AdminClient) do(ctx context.Context, method, u string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin: cannot reach %s (is the node running, and is this certificate from its cluster CA?): %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("admin: %s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e errorJSON
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 			return fmt.Errorf("admin: %s", e.Error)
 		}
 		return fmt.Errorf("admin: %s answered %s", u, resp.Status)
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("admin: %s: bad answer: %w", u, err)
 	}
 	return nil
@@ -122,4 +142,16 @@ func (c *AdminClient) Lookup(ctx context.Context, key, role string) (LookupJSON,
 	}
 	var out LookupJSON
 	return out, c.get(ctx, PathLookup, q, &out)
+}
+
+// PutRecords writes records (batched per key) through the node.
+func (c *AdminClient) PutRecords(ctx context.Context, role string, recs []RecordPutJSON) error {
+	var out map[string]int
+	return c.post(ctx, PathRecordsPut, RecordsPutJSON{Role: role, Records: recs}, &out)
+}
+
+// GetRecords reads the live records of keys through the node.
+func (c *AdminClient) GetRecords(ctx context.Context, role string, keys []string) (map[string][]map[string]any, error) {
+	var out map[string][]map[string]any
+	return out, c.post(ctx, PathRecordsGet, RecordsGetJSON{Role: role, Keys: keys}, &out)
 }

@@ -91,15 +91,16 @@ type RelaySection struct {
 // DNSSection is the "dns" key.
 type DNSSection struct {
 	Listen  string          `json:"listen,omitempty"`
+	TTL     int             `json:"ttl,omitempty"` // seconds, default 30
 	RFC2136 *RFC2136Section `json:"rfc2136,omitempty"`
 }
 
 // RFC2136Section configures dynamic updates of an external primary.
 type RFC2136Section struct {
-	Server    string `json:"server"`
-	Zone      string `json:"zone"`
-	KeyName   string `json:"key_name"`
-	KeyFile   string `json:"key_file"`
+	Server    string `json:"server"`             // host[:port]
+	Zone      string `json:"zone,omitempty"`     // default: the cluster domain
+	KeyName   string `json:"key_name,omitempty"` // may be omitted when key_file is a BIND key block
+	KeyFile   string `json:"key_file"`           // base64 secret, or a BIND key block (tsig-keygen)
 	Algorithm string `json:"algorithm,omitempty"`
 }
 
@@ -247,8 +248,11 @@ func (c *Config) defaultsAndValidate() error {
 		}
 		c.DNS.Listen = hp
 	}
+	if c.DNS.TTL < 0 || c.DNS.TTL > 86400 {
+		return fmt.Errorf("key \"dns.ttl\": %d must be between 1 and 86400 seconds", c.DNS.TTL)
+	}
 	if r := c.DNS.RFC2136; r != nil {
-		for k, v := range map[string]string{"server": r.Server, "zone": r.Zone, "key_name": r.KeyName, "key_file": r.KeyFile} {
+		for k, v := range map[string]string{"server": r.Server, "key_file": r.KeyFile} {
 			if v == "" {
 				return fmt.Errorf("key \"dns.rfc2136.%s\" is required", k)
 			}

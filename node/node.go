@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/dnsprov"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/store"
@@ -35,15 +36,17 @@ type Node struct {
 	roles []string
 	reg   *prometheus.Registry
 
-	ov        *overlay.Overlay
-	rpcLn     net.Listener
-	rpcServer *rpc.Server
-	rpcClient *rpc.Client
-	stores    *store.Registry
-	adminLn   net.Listener
-	admin     *http.Server
-	metrics   *http.Server
-	metricLn  net.Listener
+	ov         *overlay.Overlay
+	rpcLn      net.Listener
+	rpcServer  *rpc.Server
+	rpcClient  *rpc.Client
+	stores     *store.Registry
+	dnsServer  *dnsprov.Server
+	dnsUpdater *dnsprov.Updater
+	adminLn    net.Listener
+	admin      *http.Server
+	metrics    *http.Server
+	metricLn   net.Listener
 
 	stopOnce sync.Once
 	stopCRL  chan struct{}
@@ -126,6 +129,9 @@ func (n *Node) services() map[string]string {
 		overlay.ServiceAdmin: n.AdminAddr(),
 		overlay.ServiceRPC:   n.rpcLn.Addr().String(),
 	}
+	if n.cfg.DNS.Listen != "" {
+		s[overlay.ServiceDNS] = n.cfg.DNS.Listen
+	}
 	return s
 }
 
@@ -153,6 +159,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.closeListeners()
 		return err
 	}
+	if err := n.startDNS(); err != nil {
+		n.stopState()
+		ov.Shutdown()
+		n.closeListeners()
+		return err
+	}
 	n.serveAdmin()
 	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
 		"gossip", ov.GossipAddr(), "admin", n.AdminAddr())
@@ -165,22 +177,31 @@ func (n *Node) Run(ctx context.Context) error {
 	return n.shutdown()
 }
 
-// joinLoop joins the configured seeds, retrying with backoff until one
-// answers: nodes of a new cluster may start in any order.
+// joinLoop joins the configured seeds, or those DNS publishes under
+// _sipmesh._tcp.<cluster>, retrying with backoff until one answers or
+// another node has joined this one: nodes of a new cluster may start in any
+// order.
 func (n *Node) joinLoop(ctx context.Context) {
-	seeds := n.seeds()
-	if len(seeds) == 0 {
-		n.log.Info("no seeds: this node starts a new mesh (set overlay.join or publish _sipmesh._tcp to join one)")
-		return
-	}
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		joined, err := n.ov.Join(seeds)
-		if joined > 0 {
-			n.log.Info("joined the mesh", "seeds", strings.Join(seeds, ","), "contacted", joined)
-			return
+		seeds, err := n.seeds(ctx)
+		switch {
+		case err != nil:
+			n.log.Warn("cannot discover seeds through DNS; retrying (set overlay.join, or overlay.resolver to the cluster's DNS server)",
+				"query", "_sipmesh._tcp."+n.mat.Cluster, "attempt", attempt, "err", err)
+		case len(seeds) == 0 && attempt == 1:
+			n.log.Info("no other node found: this node starts a new mesh and keeps looking for seeds")
+		case len(seeds) > 0:
+			joined, err := n.ov.Join(seeds)
+			if joined > 0 {
+				n.log.Info("joined the mesh", "seeds", strings.Join(seeds, ","), "contacted", joined)
+				return
+			}
+			n.log.Warn("cannot join the mesh yet; retrying", "seeds", strings.Join(seeds, ","), "attempt", attempt, "err", err)
 		}
-		n.log.Warn("cannot join the mesh yet; retrying", "seeds", strings.Join(seeds, ","), "attempt", attempt, "err", err)
+		if n.aliveMembers() > 1 {
+			return // another node joined us
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -190,17 +211,35 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}
 }
 
-// seeds are the configured join addresses other than this node's own.
-func (n *Node) seeds() []string {
+func (n *Node) aliveMembers() int {
+	alive := 0
+	for _, m := range n.ov.Members() {
+		if m.State == overlay.StateAlive {
+			alive++
+		}
+	}
+	return alive
+}
+
+// seeds are the configured join addresses, or the discovered ones, other
+// than this node's own.
+func (n *Node) seeds(ctx context.Context) ([]string, error) {
+	candidates := n.cfg.Overlay.Join
+	if len(candidates) == 0 {
+		var err error
+		if candidates, err = n.discoverSeeds(ctx); err != nil {
+			return nil, err
+		}
+	}
 	self := n.ov.GossipAddr()
 	var out []string
-	for _, j := range n.cfg.Overlay.Join {
+	for _, j := range candidates {
 		hp, _ := n.cfg.hostPort(j, DefaultGossipPort)
 		if hp != self {
 			out = append(out, hp)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (n *Node) shutdown() error {
@@ -209,6 +248,7 @@ func (n *Node) shutdown() error {
 		n.log.Info("leaving the mesh")
 		hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout)
 		n.handoffState(hctx)
+		n.leaveDNS(hctx)
 		hcancel()
 		if err := n.ov.Leave(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("node: leave: %w", err))

@@ -73,9 +73,14 @@ Inspect the mesh (as the operator "admin"):
 or with a node's own identity:
   sipmesh members --config %[3]s --json
 
+Ask the mesh's DNS what phones see (RFC 3263):
+  dig @%[6]s -p 5353 NAPTR %[2]s
+  dig @%[6]s -p 5353 SRV _sipmesh._tcp.%[2]s
+  sipmesh dns records %[1]s
+
 Kill a node and watch the others notice:  kill -9 %[4]d   (n%[5]d)
 Press Ctrl-C to stop the cluster.
-`, conn, devCluster, filepath.Join(*dir, "n1.yaml"), procs[len(procs)-1].cmd.Process.Pid, len(procs))
+`, conn, devCluster, filepath.Join(*dir, "n1.yaml"), procs[len(procs)-1].cmd.Process.Pid, len(procs), ip)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(env.stdout, "\nstopping the cluster…")
@@ -137,7 +142,9 @@ overlay:
   join: [%s]
   timing: lan
   replicas: 2
-`, addr, name, name, strings.Join(join, ", "))
+dns:
+  listen: "%s:5353"            # embedded authoritative server for %s
+`, addr, name, name, strings.Join(join, ", "), addr, devCluster)
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err

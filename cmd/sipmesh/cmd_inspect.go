@@ -172,3 +172,33 @@ func cmdLookup(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	return tw.Flush()
 }
+
+func cmdDNSRecords(ctx context.Context, env *cliEnv, args []string) error {
+	var c connFlags
+	fs := newFlags(env, "dns records", "[--json] [connection flags]")
+	c.register(fs)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	z, err := cl.DNSRecords(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(env.stdout, z)
+	}
+	if z.Serial != 0 {
+		fmt.Fprintf(env.stdout, "zone %s serial %d\n", z.Zone, z.Serial)
+	} else {
+		fmt.Fprintf(env.stdout, "zone %s\n", z.Zone)
+	}
+	rows := make([][]string, 0, len(z.Records))
+	for _, r := range z.Records {
+		rows = append(rows, []string{r.Name, fmt.Sprint(r.TTL), r.Type, r.Data})
+	}
+	return table(env.stdout, "NAME\tTTL\tTYPE\tDATA", rows)
+}

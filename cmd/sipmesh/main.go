@@ -41,6 +41,7 @@ func commands() []command {
 		{"members", "[--json] [--config FILE | --node HOST[:PORT] --ca F --cert F --key F]", "list the mesh's members", cmdMembers},
 		{"ring", "[--role R] [--json] [connection flags]", "show how partitions are shared", cmdRing},
 		{"lookup", "KEY [--role R] [--json] [connection flags]", "show where a key (an AOR) lives", cmdLookup},
+		{"dns records", "[--json] [connection flags]", "show the DNS records the mesh publishes", cmdDNSRecords},
 		{"version", "", "print the version", cmdVersion},
 	}
 }

@@ -76,10 +76,16 @@ func ParseUsers(data []byte, source string) (*StaticUsers, error) {
 			return nil, fail("unknown key %q at the top level (only users is allowed)", k)
 		}
 	}
-	var entries []map[string]any
+	var list []json.RawMessage
 	if raw, ok := top["users"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &entries); err != nil {
+		if err := json.Unmarshal(raw, &list); err != nil {
 			return nil, fail("users must be a list of mappings")
+		}
+	}
+	entries := make([]map[string]any, len(list))
+	for i, raw := range list {
+		if err := json.Unmarshal(raw, &entries[i]); err != nil {
+			return nil, fail("users[%d]: must be a mapping with user, domain and password or ha1", i)
 		}
 	}
 	allowed := []string{"user", "domain", "password", "ha1", "ha1_sha256"}

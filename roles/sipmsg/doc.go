@@ -9,7 +9,9 @@
 // second and third Via values get an empty transport and the transport glued
 // to the host, To/From/Contact parameter names and values keep the
 // surrounding white space, the To host keeps a trailing space; §3.1.1.2
-// "intmeth": the case-sensitive method is upper-cased). This package parses
+// "intmeth": the case-sensitive method is upper-cased; §3.3.3 "novelsc": a
+// valid absoluteURI scheme with a "." is refused as an invalid scheme, so
+// the 416 the RFC asks for becomes a parse error). This package parses
 // the message itself against the RFC 3261 §25 grammar for the start line and
 // for the header fields a proxy and registrar depend on (Via, To, From,
 // Contact, Route, Record-Route, Call-ID, CSeq, Max-Forwards, Content-Length,
@@ -33,6 +35,13 @@
 // text so that sipgo re-serializes it correctly (use [ParamValue]); a display
 // name is the quoted-string's inner text with its escapes, or the tokens of an
 // unquoted name joined by single spaces; compact header names are expanded.
+//
+// Where to use it: [Validator.Parse] on a datagram (UDP, a WebSocket
+// message), [Validator.ParseStream] on a TCP/TLS byte stream,
+// [Validator.DatagramFilter] to put Parse in front of a sipgo server's
+// datagram transports (sip.WithTransportLayerReadFilter), and
+// [Validator.Validate] on a request a sipgo handler received over a stream
+// transport, where only the whole-message rules can still be checked.
 //
 // The package depends only on sipgo and roles/sipstatus; it must not import
 // overlay, memberlist or any role.

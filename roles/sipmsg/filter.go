@@ -1,0 +1,46 @@
+package sipmsg
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Rejection is a datagram that Parse refused.
+type Rejection struct {
+	Props sip.TransportReadProps
+	// Message is what could be read: a *sip.Request when a response is due
+	// (see sipstatus.Response), possibly nil when the datagram is dropped.
+	Message sip.Message
+	// Err is the *sipstatus.Error from Parse.
+	Err error
+}
+
+// DatagramFilter returns a read filter for sipgo's transport layer
+// (sip.WithTransportLayerReadFilter) that puts Parse in front of sipgo's
+// parser on message-oriented transports (udp, ws, wss): an accepted datagram
+// is replaced by sipgo's serialization of what Parse read, so sipgo reads the
+// fields right; a rejected one never reaches sipgo and is handed to reject,
+// which sends the response (from the listening socket, to Props.RemoteAddr)
+// when one is due. Stream transports (tcp, tls) pass through unchanged:
+// sipgo frames them, and handlers there call Validate.
+//
+// Note that sipgo upper-cases the method when it re-reads the message
+// (RFC 3261 methods are case-sensitive); everything else survives.
+func (v *Validator) DatagramFilter(reject func(Rejection)) sip.TransportReadFilter {
+	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+		switch strings.ToLower(props.Transport) {
+		case "udp", "ws", "wss":
+		default:
+			return data, nil
+		}
+		msg, err := v.Parse(data)
+		if err != nil {
+			if reject != nil {
+				reject(Rejection{Props: props, Message: msg, Err: err})
+			}
+			return nil, nil
+		}
+		return []byte(msg.String()), nil
+	}
+}

@@ -1,0 +1,109 @@
+package sipmsg
+
+import (
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// TestDatagramFilter runs a sipgo server behind the filter on loopback UDP:
+// the valid torture message reaches the handler with its fields read right
+// (sipgo alone mis-reads the wsinv Via values), the invalid one is answered
+// by the reject callback and never reaches the handler.
+func TestDatagramFilter(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := make(chan Rejection, 4)
+	filter := New().DatagramFilter(func(r Rejection) {
+		rejected <- r
+		if res := sipstatus.Response(asRequest(r.Message), r.Err); res != nil {
+			_, _ = conn.WriteTo([]byte(res.String()), r.Props.RemoteAddr)
+		}
+	})
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(filter)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *sip.Request, 4)
+	handler := func(req *sip.Request, tx sip.ServerTransaction) {
+		got <- req
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 603, "Decline", nil))
+	}
+	srv.OnInvite(handler)
+	srv.OnOptions(handler)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.ServeUDP(conn)
+	}()
+	defer func() {
+		_ = srv.Close()
+		_ = ua.Close()
+		_ = conn.Close()
+		<-done
+	}()
+
+	client, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	if _, err := client.WriteTo(readTorture(t, "wsinv"), conn.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		vs := vias(req)
+		if len(vs) != 3 || vs[1].Transport != "TCP" || vs[1].Host != "spindle.example.com" || vs[2].Host != "192.168.255.111" {
+			t.Fatalf("handler saw Vias %v", vs)
+		}
+		if tag, _ := req.To().Params.Get("tag"); tag != "1918181833n" {
+			t.Fatalf("handler saw To %v", req.To())
+		}
+	case r := <-rejected:
+		t.Fatalf("wsinv rejected: %v", r.Err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("wsinv never reached the handler")
+	}
+
+	if _, err := client.WriteTo(readTorture(t, "mismatch01"), conn.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, _, err := client.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no 400 for mismatch01: %v", err)
+		}
+		res, err := Parse(buf[:n])
+		if err != nil {
+			continue
+		}
+		r, ok := res.(*sip.Response)
+		if !ok || r.CallID().Value() != "mismatch01.dj0234sxdfl3" {
+			continue // responses to wsinv
+		}
+		if r.StatusCode != 400 {
+			t.Fatalf("mismatch01 answered %d", r.StatusCode)
+		}
+		break
+	}
+	select {
+	case req := <-got:
+		t.Fatalf("mismatch01 reached the handler: %s", req.Short())
+	default:
+	}
+}

@@ -25,8 +25,16 @@ bench:
 dev: build
 	$(BIN) dev
 
+# Regenerates the committed gRPC code (needs protoc from Debian's
+# protobuf-compiler; the Go plugins are installed at pinned versions).
+PROTO_DIRS := overlay/rpc/proto
 proto:
-	protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative overlay/rpc/proto/*.proto
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	for d in $(PROTO_DIRS); do \
+	  PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I $$d --go_out=. --go_opt=module=github.com/sipmesh/sipmesh \
+	    --go-grpc_out=. --go-grpc_opt=module=github.com/sipmesh/sipmesh $$d/*.proto || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...

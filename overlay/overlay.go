@@ -25,6 +25,10 @@ import (
 // DefaultPort is the gossip port.
 const DefaultPort = 7946
 
+// rebuildSettle is how long the rebuilder waits after a membership event
+// for more before it recomputes the rings.
+const rebuildSettle = 50 * time.Millisecond
+
 // Timing presets.
 const (
 	TimingLAN = "lan" // memberlist.DefaultLANConfig
@@ -236,6 +240,16 @@ func prepare(cfg Config) (*Overlay, *memberlist.Config, error) {
 			return nil, nil, err
 		}
 	}
+	// The transport's needs, before Tune so that tests may still change them.
+	mc.UDPBufferSize = packetBufferSize
+	// memberlist's fallback "TCP ping" exists for networks that drop UDP;
+	// here packets already ride on TCP, and a fallback would cost a fresh
+	// TLS handshake exactly when a peer is slow or the machine is busy.
+	mc.DisableTcpPings = true
+	// A name is proven by its certificate, so a node restarted on another
+	// address (an ephemeral port, a new IP) may take its dead entry back at
+	// once instead of being refused as a conflict.
+	mc.DeadNodeReclaimTime = time.Nanosecond
 	if cfg.Tune != nil {
 		cfg.Tune(mc)
 	}
@@ -266,9 +280,13 @@ func prepare(cfg Config) (*Overlay, *memberlist.Config, error) {
 		Metrics:          met,
 		Refusals:         o.ref,
 		HandshakeTimeout: mc.TCPTimeout,
-		WriteTimeout:     max(mc.ProbeInterval, time.Second),
-		IdleTimeout:      idle,
-		trustAnyServer:   hooks.trustAnyServer,
+		// Long enough for a handshake on a busy machine: a dial given up
+		// is CPU spent for nothing, and queued packets wait meanwhile.
+		PacketDialTimeout: min(mc.TCPTimeout, 5*time.Second),
+		WriteTimeout:      max(mc.ProbeInterval, time.Second),
+		IdleTimeout:       idle,
+		SuspectWindow:     5 * mc.ProbeInterval,
+		trustAnyServer:    hooks.trustAnyServer,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -303,11 +321,6 @@ func prepare(cfg Config) (*Overlay, *memberlist.Config, error) {
 	mc.Merge = d
 	mc.Logger = log.New(mlLogWriter{log: cfg.Logger}, "", 0)
 	mc.LogOutput = nil
-	mc.UDPBufferSize = packetBufferSize
-	// A name is proven by its certificate, so a node restarted on another
-	// address (an ephemeral port, a new IP) may take its dead entry back at
-	// once instead of being refused as a conflict.
-	mc.DeadNodeReclaimTime = time.Nanosecond
 	return o, mc, nil
 }
 
@@ -549,6 +562,13 @@ func (o *Overlay) run() {
 		case <-o.stop:
 			return
 		case <-o.kick:
+			// Let a burst of events (a mesh forming, a partition healing)
+			// settle into one rebuild rather than one per event.
+			select {
+			case <-o.stop:
+				return
+			case <-time.After(rebuildSettle):
+			}
 		case <-reap.C:
 			o.reap()
 			continue
@@ -635,7 +655,17 @@ func (o *Overlay) rebuild(members []Member) {
 			next[role] = prev
 			continue
 		}
-		next[role] = ring.New(nodes, o.cfg.Partitions)
+		// Rings are immutable and usually several roles have the same
+		// members (every node runs every role): build each set once.
+		for other, r := range next {
+			if slices.Equal(byRole[other], nodes) {
+				next[role] = r
+				break
+			}
+		}
+		if next[role] == nil {
+			next[role] = ring.New(nodes, o.cfg.Partitions)
+		}
 		changed = true
 	}
 	if changed {

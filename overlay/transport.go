@@ -57,6 +57,7 @@ type transportConfig struct {
 	WriteTimeout      time.Duration // one packet frame (2s)
 	IdleTimeout       time.Duration // a pooled packet connection unused this long is closed (2m)
 	RedialBackoff     time.Duration // after a failed dial, packets to that peer are dropped this long (250ms)
+	SuspectWindow     time.Duration // a failed dial makes a peer unreachable this long, unless a connection succeeds (5s)
 	QueueLen          int           // packets queued per destination before dropping (256)
 	MaxPacketSize     int           // a larger frame closes the connection (1 MiB)
 
@@ -80,6 +81,7 @@ func (c *transportConfig) setDefaults() {
 	def(&c.WriteTimeout, 2*time.Second)
 	def(&c.IdleTimeout, 2*time.Minute)
 	def(&c.RedialBackoff, 250*time.Millisecond)
+	def(&c.SuspectWindow, 5*time.Second)
 	if c.QueueLen <= 0 {
 		c.QueueLen = 256
 	}
@@ -95,10 +97,12 @@ func (c *transportConfig) setDefaults() {
 }
 
 // transport is a memberlist.NodeAwareTransport over mutual TLS 1.3.
-// Packets travel over pooled, persistent connections (one per destination
-// address and expected name), framed by length, so that a probe costs no
-// handshake; every stream is a fresh connection. Every open connection is
-// tracked with its peer's verified identity so that a revocation closes it.
+// Packets travel over pooled, persistent, full-duplex connections, framed by
+// length, so that a probe costs no handshake: the connection a peer opened
+// to send its packets also carries ours back to it, so a pair of nodes
+// needs one handshake, not two. Every stream is a fresh connection. Every
+// open connection is tracked with its peer's verified identity so that a
+// revocation closes it.
 type transport struct {
 	cfg transportConfig
 	log *slog.Logger
@@ -121,8 +125,9 @@ type transport struct {
 	mu          sync.Mutex
 	closed      bool
 	queues      map[string]*peerQueue // name "@" addr -> pooled packet sender
+	offered     map[string]*tconn     // name "@" advertised addr -> inbound packet connection usable to send
 	conns       map[*tconn]struct{}
-	unreachable map[string]bool // node name -> the last dial to it failed
+	unreachable map[string]time.Time // node name -> when a dial to it last failed, since no success
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -175,7 +180,8 @@ func newTransport(cfg transportConfig) (*transport, error) {
 		done:        make(chan struct{}),
 		queues:      map[string]*peerQueue{},
 		conns:       map[*tconn]struct{}{},
-		unreachable: map[string]bool{},
+		offered:     map[string]*tconn{},
+		unreachable: map[string]time.Time{},
 	}
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -340,12 +346,17 @@ func (t *transport) identityOf(name string) (certs.Identity, bool) {
 	return certs.Identity{}, false
 }
 
-// isUnreachable reports whether the last attempt to connect to node name
-// failed.
+// isUnreachable reports whether a dial to node name failed within the
+// suspect window and no connection with it succeeded since.
 func (t *transport) isUnreachable(name string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.unreachable[name]
+	failed, ok := t.unreachable[name]
+	if ok && time.Since(failed) > t.cfg.SuspectWindow {
+		delete(t.unreachable, name)
+		return false
+	}
+	return ok
 }
 
 func (t *transport) setReachable(name string, ok bool) {
@@ -357,7 +368,7 @@ func (t *transport) setReachable(name string, ok bool) {
 	if ok {
 		delete(t.unreachable, name)
 	} else {
-		t.unreachable[name] = true
+		t.unreachable[name] = time.Now()
 	}
 }
 
@@ -504,8 +515,10 @@ func (t *transport) serve(raw net.Conn) {
 	if err != nil {
 		return
 	}
+	t.setReachable(id.Name, true)
 	switch kind {
 	case kindPacket:
+		t.offer(c, id.Name+"@"+adv)
 		t.readPackets(c, net.TCPAddrFromAddrPort(from))
 	case kindStream:
 		select {
@@ -538,8 +551,30 @@ func readHeader(r io.Reader) (kind byte, name, addr string, err error) {
 	return fixed[1], string(buf[:fixed[2]]), string(abuf), nil
 }
 
-// readPackets delivers the frames of an inbound packet connection until it
-// closes or stays idle well past the sender's own idle timeout.
+// offer makes an inbound packet connection the one this node sends its
+// own packets to that peer on, unless one is in use already.
+func (t *transport) offer(c *tconn, key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if prev := t.offered[key]; prev == nil || prev.isClosed() {
+		t.offered[key] = c
+		c.offeredAs = key
+	}
+}
+
+// takeOffered returns the inbound packet connection offered for key.
+func (t *transport) takeOffered(key string) *tconn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.offered[key]
+	if c == nil || c.isClosed() {
+		return nil
+	}
+	return c
+}
+
+// readPackets delivers the frames of a packet connection, either way,
+// until it closes or stays idle well past the sender's own idle timeout.
 func (t *transport) readPackets(c *tconn, from net.Addr) {
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 32<<10)
@@ -547,6 +582,12 @@ func (t *transport) readPackets(c *tconn, from net.Addr) {
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout + t.cfg.IdleTimeout/2))
 		if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+			// TLS 1.3 tells a client that the server refused its
+			// certificate only now, after its handshake is done.
+			var alert tls.AlertError
+			if c.dir == dirOutbound && !c.isClosed() && errors.As(err, &alert) {
+				t.cfg.Refusals.refusedBy(c.id.String(), c.peerAddr, err)
+			}
 			return
 		}
 		n := binary.BigEndian.Uint32(lenBuf[:])
@@ -613,7 +654,9 @@ func (t *transport) send(q *peerQueue, c *tconn, frame []byte, backoffUntil time
 	// still take one write: retry once on a fresh connection.
 	for attempt := 0; attempt < 2; attempt++ {
 		if c == nil || c.isClosed() {
-			c = nil
+			c = t.takeOffered(q.key)
+		}
+		if c == nil {
 			if time.Now().Before(backoffUntil) {
 				return nil, backoffUntil
 			}
@@ -622,8 +665,17 @@ func (t *transport) send(q *peerQueue, c *tconn, frame []byte, backoffUntil time
 				t.log.Debug("overlay: packet dropped", "to", q.addr, "name", q.name, "err", err)
 				return nil, time.Now().Add(t.cfg.RedialBackoff)
 			}
+			from := net.Addr(&net.TCPAddr{})
+			if ap, err := netip.ParseAddrPort(q.addr); err == nil {
+				from = net.TCPAddrFromAddrPort(ap)
+			} else if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				from = ta
+			}
 			t.wg.Add(1)
-			go t.watchOutbound(c)
+			go func(c *tconn) {
+				defer t.wg.Done()
+				t.readPackets(c, from)
+			}(c)
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		if _, err := c.Write(frame); err == nil {
@@ -635,20 +687,6 @@ func (t *transport) send(q *peerQueue, c *tconn, frame []byte, backoffUntil time
 	return nil, time.Time{}
 }
 
-// watchOutbound reads an outbound packet connection, on which the peer never
-// writes, to notice at once when it closes, or refuses this node's
-// certificate (TLS 1.3 tells the client only after its handshake is done).
-func (t *transport) watchOutbound(c *tconn) {
-	defer t.wg.Done()
-	defer c.Close()
-	var b [1]byte
-	_, err := c.Read(b[:])
-	var alert tls.AlertError
-	if err != nil && !c.isClosed() && errors.As(err, &alert) {
-		t.cfg.Refusals.refusedBy(c.id.String(), c.peerAddr, err)
-	}
-}
-
 // tconn is a tracked, authenticated connection.
 type tconn struct {
 	net.Conn
@@ -658,6 +696,9 @@ type tconn struct {
 	peerAddr string // outbound: the address dialed; inbound: the advertised one
 	closed   atomic.Bool
 	once     sync.Once
+	// offeredAs is the key under which an inbound packet connection is
+	// offered for sending; written before it is published, under t.mu.
+	offeredAs string
 }
 
 func (t *transport) track(conn net.Conn, id certs.Identity, dir, peerAddr string) (*tconn, error) {
@@ -706,6 +747,9 @@ func (c *tconn) Close() error {
 		c.closed.Store(true)
 		c.t.mu.Lock()
 		delete(c.t.conns, c)
+		if c.offeredAs != "" && c.t.offered[c.offeredAs] == c {
+			delete(c.t.offered, c.offeredAs)
+		}
 		c.t.mu.Unlock()
 		c.t.cfg.Metrics.conns.WithLabelValues(c.dir).Dec()
 	})

@@ -329,7 +329,7 @@ func TestBadConfigStopsWithMessage(t *testing.T) {
 func TestDevStartsClusterAndStopsOnCtrlC(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(proctest.Binary(t), "dev", "--nodes", "3", "--dir", dir, "--first-ip", "127.0.28.11")
-	var out bytes.Buffer
+	var out proctest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -341,3 +341,21 @@ func (c *Cluster) WaitAlive(timeout time.Duration, want string, observers ...str
 		return nil
 	})
 }
+
+// Buffer is a bytes.Buffer safe for a process writing while a test reads.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -73,6 +73,7 @@ type Client struct {
 
 	unsubscribe func()
 	done        chan struct{}
+	limit       *logLimiter
 }
 
 type pooled struct {
@@ -102,7 +103,7 @@ func NewClient(cfg ClientConfig, m Membership) (*Client, error) {
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = def.Keepalive
 	}
-	c := &Client{cfg: cfg, log: logger(cfg.Logger), m: m, conns: map[string]*pooled{}, done: make(chan struct{})}
+	c := &Client{cfg: cfg, log: logger(cfg.Logger), m: m, conns: map[string]*pooled{}, done: make(chan struct{}), limit: newLogLimiter(10 * time.Second)}
 	events, cancel := m.Subscribe()
 	c.unsubscribe = cancel
 	go c.watch(events)
@@ -181,7 +182,9 @@ func (c *Client) Conn(name string) (grpc.ClientConnInterface, error) {
 
 func (c *Client) dial(name, addr string) (*grpc.ClientConn, error) {
 	onRefuse := func(err error) {
-		c.log.Warn("rpc: refused a server", "node", name, "addr", addr, "reason", certs.ReasonOf(err), "err", err)
+		if c.limit.allow(err) {
+			c.log.Warn("rpc: refused a server", "node", name, "addr", addr, "reason", certs.ReasonOf(err), "err", err)
+		}
 		if c.cfg.OnRefuse != nil {
 			c.cfg.OnRefuse(err)
 		}

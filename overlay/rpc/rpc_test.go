@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,4 +258,41 @@ func BenchmarkPing(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestRefusalLogsAreLimitedButCounted(t *testing.T) {
+	ca := rpctest.NewCA(t)
+	logs := &rpctest.LogBuffer{}
+	var mu sync.Mutex
+	refused := 0
+	srv, err := rpc.NewServer(rpc.ServerConfig{Material: ca.Node("b", ""), Logger: logs.Logger(), OnRefuse: func(error) {
+		mu.Lock()
+		refused++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	ops := ca.Material(certs.IssueRequest{Name: "ops", Operator: true})
+	for range 5 {
+		if err := rawDial(t, ops, addr.String()); err == nil {
+			t.Fatal("operator accepted")
+		}
+	}
+	rpctest.Eventually(t, 3*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused < 5 {
+			return fmt.Errorf("%d refusals counted, want 5", refused)
+		}
+		return nil
+	})
+	if n := strings.Count(logs.String(), "refused a peer"); n != 1 {
+		t.Fatalf("%d refusal log lines for one peer and reason, want 1:\n%s", n, logs)
+	}
 }

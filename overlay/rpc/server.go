@@ -36,11 +36,15 @@ type ServerConfig struct {
 	// KeepaliveMinTime is the shortest client keepalive interval accepted;
 	// it must not exceed the clients' ClientConfig.Keepalive.
 	KeepaliveMinTime time.Duration
+	// RefusalLogWindow limits refusal logs to one per peer and reason per
+	// window, so that a misconfigured peer retrying cannot flood the log;
+	// OnRefuse still sees every refusal.
+	RefusalLogWindow time.Duration
 }
 
 // DefaultServerConfig returns the defaults; Material must still be set.
 func DefaultServerConfig() ServerConfig {
-	return ServerConfig{MaxMsgSize: DefaultMaxMsgSize, KeepaliveMinTime: 5 * time.Second}
+	return ServerConfig{MaxMsgSize: DefaultMaxMsgSize, KeepaliveMinTime: 5 * time.Second, RefusalLogWindow: 10 * time.Second}
 }
 
 // Server is a node's gRPC server. Register services (it is a
@@ -69,9 +73,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.KeepaliveMinTime <= 0 {
 		cfg.KeepaliveMinTime = def.KeepaliveMinTime
 	}
+	if cfg.RefusalLogWindow <= 0 {
+		cfg.RefusalLogWindow = def.RefusalLogWindow
+	}
 	s := &Server{cfg: cfg, log: logger(cfg.Logger)}
+	limit := newLogLimiter(cfg.RefusalLogWindow)
 	onRefuse := func(err error) {
-		s.log.Warn("rpc: refused a peer", "reason", certs.ReasonOf(err), "err", err)
+		if limit.allow(err) {
+			s.log.Warn("rpc: refused a peer", "reason", certs.ReasonOf(err), "err", err)
+		}
 		if cfg.OnRefuse != nil {
 			cfg.OnRefuse(err)
 		}
@@ -176,6 +186,37 @@ type nodeService struct {
 
 func (n nodeService) Ping(_ context.Context, req *meshpb.PingRequest) (*meshpb.PingResponse, error) {
 	return &meshpb.PingResponse{Name: n.name, Payload: req.GetPayload()}, nil
+}
+
+// logLimiter lets one refusal per peer and reason through per window.
+type logLimiter struct {
+	window time.Duration
+	mu     sync.Mutex
+	last   map[string]time.Time
+}
+
+func newLogLimiter(window time.Duration) *logLimiter {
+	return &logLimiter{window: window, last: map[string]time.Time{}}
+}
+
+func (l *logLimiter) allow(err error) bool {
+	key := string(certs.ReasonOf(err))
+	var re *certs.RefusalError
+	if errors.As(err, &re) {
+		key += "|" + re.Peer
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.window {
+		return false
+	}
+	if len(l.last) > 1024 {
+		// Bound memory against a peer cycling identities.
+		clear(l.last)
+	}
+	l.last[key] = now
+	return true
 }
 
 func logger(l *slog.Logger) *slog.Logger {

@@ -29,6 +29,17 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", false, "print JSON (field names are stable, see README)")
 }
 
+// parse parses args (flags and positional arguments, mixed) and builds
+// the admin client they name.
+func (c *connFlags) parse(fs *flag.FlagSet, args []string) (*node.AdminClient, []string, error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.client()
+	return cl, pos, err
+}
+
 func (c *connFlags) client() (*node.AdminClient, error) {
 	var t node.Target
 	if c.config != "" {
@@ -64,10 +75,7 @@ func cmdMembers(ctx context.Context, env *cliEnv, args []string) error {
 	var c connFlags
 	fs := newFlags(env, "members", "[--json] [--config FILE | --node HOST[:PORT] --ca F --cert F --key F]")
 	c.register(fs)
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, _, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -94,10 +102,7 @@ func cmdRing(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, "ring", "[--role R] [--json] [connection flags]")
 	c.register(fs)
 	role := fs.String("role", "", "only this role's ring (proxy, registrar, relay, presence)")
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, _, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -135,17 +140,13 @@ func cmdLookup(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, "lookup", "KEY [--role R] [--json] [connection flags]")
 	c.register(fs)
 	role := fs.String("role", "", "ring to look on (default registrar)")
-	pos, err := parseFlags(fs, args)
+	cl, pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
 		return errors.New("give exactly one KEY, e.g. sip:alice@example.test")
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
 	}
 	lk, err := cl.Lookup(ctx, pos[0], *role)
 	if err != nil {
@@ -177,10 +178,7 @@ func cmdDNSRecords(ctx context.Context, env *cliEnv, args []string) error {
 	var c connFlags
 	fs := newFlags(env, "dns records", "[--json] [connection flags]")
 	c.register(fs)
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, _, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}

@@ -34,10 +34,13 @@ func (n *Node) startState() error {
 	for _, role := range storedRoles {
 		cfg := store.DefaultConfig(role)
 		cfg.Replicas = n.cfg.Overlay.Replicas
-		cfg.Logger = n.log.With("component", "store", "role", role)
+		// W defaults to 2 but can never exceed R: with overlay.replicas: 1
+		// a write is acknowledged by the one holder.
+		cfg.WriteQuorum = min(cfg.WriteQuorum, cfg.Replicas)
+		cfg.Logger = n.log.With("component", "store") // the store adds its role
 		s, err := store.New(cfg, n.ov, cl)
 		if err != nil {
-			return fmt.Errorf("node: store %s: %w", role, err)
+			return fmt.Errorf("node: %w", err) // names the store already
 		}
 		if err := n.stores.Add(s); err != nil {
 			return fmt.Errorf("node: store %s: %w", role, err)

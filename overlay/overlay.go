@@ -66,8 +66,9 @@ type Config struct {
 	// Registerer receives the overlay's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Tune, when set, may adjust memberlist's configuration after the
-	// preset is applied (tests shorten timers). Name, Transport and the
-	// delegates are set by the overlay afterwards.
+	// preset and the transport's settings are applied (tests shorten
+	// timers). Name, Transport, addresses, Logger and the delegates are
+	// set by the overlay afterwards.
 	Tune func(*memberlist.Config)
 	// CRLPath, when set, is polled every second and a newer revocation
 	// list found there is installed and spread to the mesh.
@@ -158,6 +159,7 @@ func New(cfg Config) (*Overlay, error) {
 		o.tr.Shutdown()
 		close(o.stop)
 		o.wg.Wait()
+		o.met.unregister(o.cfg.Registerer)
 		return nil, fmt.Errorf("overlay: start memberlist: %w", err)
 	}
 	o.ml.Store(ml)
@@ -289,6 +291,7 @@ func prepare(cfg Config) (*Overlay, *memberlist.Config, error) {
 		trustAnyServer:    hooks.trustAnyServer,
 	})
 	if err != nil {
+		met.unregister(cfg.Registerer)
 		return nil, nil, err
 	}
 	o.self = Member{
@@ -625,8 +628,10 @@ func (o *Overlay) apply(evs []event) {
 	for _, ms := range o.members {
 		members = append(members, o.effective(ms))
 	}
-	o.mu.Unlock()
+	// Rings are swapped before readers see the new members, so that a
+	// member listed alive is on its rings.
 	o.rebuild(members)
+	o.mu.Unlock()
 	o.notify()
 }
 

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,15 +63,16 @@ func TestThreeNodesFormMesh(t *testing.T) {
 		return nil
 	})
 	for _, key := range []string{"alice@example.test", "bob@example.test", "carol@example.test"} {
+		for _, o := range nodes {
+			if r := o.Ring("registrar"); r.Len() != 3 {
+				t.Fatalf("%s: registrar ring of %d nodes while it lists 3 alive", o.Name(), r.Len())
+			}
+		}
 		want, _ := nodes[0].Ring("registrar").Owner(key)
 		for _, o := range nodes[1:] {
-			eventually(t, 5*time.Second, func() error {
-				got, _ := o.Ring("registrar").Owner(key)
-				if got != want {
-					return fmt.Errorf("%s: owner of %s is %v, n1 says %v", o.Name(), key, got, want)
-				}
-				return nil
-			})
+			if got, _ := o.Ring("registrar").Owner(key); got != want {
+				t.Fatalf("%s: owner of %s is %v, n1 says %v", o.Name(), key, got, want)
+			}
 		}
 	}
 }
@@ -323,7 +325,7 @@ func TestLeaveIsReportedAsLeft(t *testing.T) {
 		t.Fatalf("second Leave: %v", err)
 	}
 	cancel()
-	if _, open := <-ch; open {
+	if !closedAfterBuffer(ch) {
 		t.Fatal("channel still open after cancel")
 	}
 	cancel() // idempotent
@@ -374,10 +376,31 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	// Narrowed roles are what the node gossips and where it sits on rings.
+	// A busy port says so, and the metrics it registered are taken back,
+	// so that the same registry serves a second attempt.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	reg := prometheus.NewRegistry()
 	cfg := testConfig(m, &l)
+	cfg.Port = busy.Addr().(*net.TCPAddr).Port
+	cfg.Registerer = reg
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "gossip listener") {
+		t.Fatalf("New on a busy port: %v", err)
+	}
+
+	// Narrowed roles are what the node gossips and where it sits on rings.
+	cfg.Port = 0
 	cfg.Roles = []string{certs.RoleRegistrar}
 	o := start(t, cfg)
+	eventually(t, 5*time.Second, func() error {
+		if got := gather(t, reg); got[`sipmesh_overlay_members{state="alive"}`] != 1 {
+			return fmt.Errorf("metrics after a retry: %v", got)
+		}
+		return nil
+	})
 	if s := o.Self(); !slices.Equal(s.Roles, []string{certs.RoleRegistrar}) || s.Address != o.GossipAddr() {
 		t.Fatalf("self %+v", s)
 	}
@@ -439,7 +462,7 @@ func TestSubscribe(t *testing.T) {
 	}
 	cancelA()
 	cancelA() // idempotent
-	if _, open := <-a; open {
+	if !closedAfterBuffer(a) {
 		t.Fatal("cancelled channel still open")
 	}
 	n3 := start(t, testConfig(ca.material("n3", "dc1"), &l3))
@@ -482,4 +505,20 @@ func TestOwnRevocationIsAnError(t *testing.T) {
 		return nil
 	})
 	mustContain(t, l.String(), "own revocation", "level=ERROR", "own certificate is revoked", "node=n1")
+}
+
+// closedAfterBuffer reports whether ch is closed once the one notification
+// its buffer may still hold is read.
+func closedAfterBuffer(ch <-chan struct{}) bool {
+	for i := 0; i < 2; i++ {
+		select {
+		case _, open := <-ch:
+			if !open {
+				return true
+			}
+		default:
+			return false
+		}
+	}
+	return false
 }

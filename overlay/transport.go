@@ -115,6 +115,8 @@ type transport struct {
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	done     chan struct{}
+	ctx      context.Context // cancelled by Shutdown: ends dials and handshakes under way
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
 	// drain, set before Shutdown, gives queued packets (a leave message)
@@ -168,7 +170,10 @@ func newTransport(cfg transportConfig) (*transport, error) {
 		}
 	}
 	ip = ip.Unmap()
+	ctx, cancel := context.WithCancel(context.Background())
 	t := &transport{
+		ctx:         ctx,
+		cancel:      cancel,
 		cfg:         cfg,
 		log:         cfg.Logger,
 		ln:          ln,
@@ -284,6 +289,7 @@ func (t *transport) Shutdown() error {
 	}
 	t.closed = true
 	close(t.done)
+	t.cancel()
 	conns := make([]*tconn, 0, len(t.conns))
 	for c := range t.conns {
 		conns = append(conns, c)
@@ -404,7 +410,7 @@ func (t *transport) dial(addr, expectName string, kind byte, timeout time.Durati
 	}
 	// The callback runs inside the handshake, on this goroutine.
 	var refusal error
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
 	defer cancel()
 	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -479,7 +485,7 @@ func (t *transport) serve(raw net.Conn) {
 	var refusal error
 	conn := tls.Server(t.counted(raw), t.serverConfig(func(err error) { refusal = err }))
 	_ = conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	err := conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -178,13 +179,29 @@ func TestTransportClosesRevokedPeer(t *testing.T) {
 	if _, err := a.WriteToAddress([]byte("x"), memberlist.Address{Addr: b.advAddr, Name: "b"}); err != nil {
 		t.Fatal(err)
 	}
+	recvPacket(t, b, 5*time.Second)
+	// b answers on the connection a opened: one handshake per pair.
 	if _, err := b.WriteToAddress([]byte("y"), memberlist.Address{Addr: a.advAddr, Name: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	recvPacket(t, b, 5*time.Second)
-	recvPacket(t, a, 5*time.Second)
-	if n := a.openConns(); n != 2 {
-		t.Fatalf("a has %d connections, want 2", n)
+	if p := recvPacket(t, a, 5*time.Second); p.From.String() != b.advAddr {
+		t.Fatalf("a got b's packet from %s, want %s", p.From, b.advAddr)
+	}
+	if na, nb := a.openConns(), b.openConns(); na != 1 || nb != 1 {
+		t.Fatalf("a has %d connections and b %d, want one shared both ways", na, nb)
+	}
+	// A stream is a connection of its own, to be closed as well.
+	st, err := b.DialAddressTimeout(memberlist.Address{Addr: a.advAddr, Name: "a"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var ast net.Conn
+	select {
+	case ast = <-a.StreamCh():
+		defer ast.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stream")
 	}
 	if _, err := ca.ca.Revoke("b"); err != nil {
 		t.Fatal(err)
@@ -198,8 +215,16 @@ func TestTransportClosesRevokedPeer(t *testing.T) {
 	}
 	closed := a.closeRevoked()
 	if len(closed) != 2 || closed[0].Name != "b" || closed[1].Name != "b" {
-		t.Fatalf("closed %v, want b's two connections", closed)
+		t.Fatalf("closed %v, want b's two connections (packets, stream)", closed)
 	}
+	if _, err := ast.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a's end of b's stream still readable after the revocation")
+	}
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := st.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("b's end of its stream: %v, want closed by a", err)
+	}
+	st.Close() // as memberlist does when a stream fails
 	eventually(t, 5*time.Second, func() error {
 		if na, nb := a.openConns(), b.openConns(); na+nb != 0 {
 			return fmt.Errorf("connections left: a %d, b %d", na, nb)

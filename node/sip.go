@@ -1,0 +1,246 @@
+package node
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/overlay"
+	"github.com/sipmesh/sipmesh/overlay/store"
+	"github.com/sipmesh/sipmesh/roles/digest"
+	"github.com/sipmesh/sipmesh/roles/proxy"
+	"github.com/sipmesh/sipmesh/roles/registrar"
+)
+
+// registrarMerger is the merge rule of the registrar store: RFC 3261 §10.3
+// ordering of one binding's versions (registrar.Newer). startState sets it
+// as the registrar store's Merger.
+var registrarMerger store.Merger = store.MergerFunc(func(a, b store.Record) bool {
+	return registrar.Newer(toRegistrarRecord(a), toRegistrarRecord(b))
+})
+
+func toRegistrarRecord(r store.Record) registrar.Record {
+	return registrar.Record{ID: r.ID, Value: r.Value, Expires: r.Expires, Deleted: r.Deleted, Version: r.Version}
+}
+
+// sipServices are the SIP addresses this node advertises, from sip.listen.
+func (n *Node) sipServices() map[string]string {
+	out := map[string]string{}
+	if !n.runsSIP() {
+		return out
+	}
+	names := map[string]string{"udp": overlay.ServiceSIPUDP, "tcp": overlay.ServiceSIPTCP, "tls": overlay.ServiceSIPTLS,
+		"ws": overlay.ServiceSIPWS, "wss": overlay.ServiceSIPWSS}
+	for _, l := range n.cfg.SIP.Listen {
+		sl, err := ParseSIPListen(l)
+		if err != nil {
+			continue
+		}
+		if _, ok := out[names[sl.Transport]]; !ok {
+			out[names[sl.Transport]] = sl.Addr
+		}
+	}
+	return out
+}
+
+func (n *Node) runsSIP() bool {
+	return len(n.cfg.SIP.Listen) > 0 && (slices.Contains(n.roles, certs.RoleProxy) || slices.Contains(n.roles, certs.RoleRegistrar))
+}
+
+// startSIP builds the SIP edge (roles/proxy) and, when this node has the
+// registrar role, the registrar, from the configuration, the overlay and
+// the registrar store, and starts serving. It must run after startState.
+// stop closes the listeners.
+func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
+	if !n.runsSIP() {
+		return func() {}, nil
+	}
+	st, ok := n.stores.Store(certs.RoleRegistrar)
+	if !ok {
+		return nil, errors.New("node: SIP: no registrar store")
+	}
+	log := n.log.With("component", "sip")
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+
+	var users digest.Users
+	var known proxy.Users
+	var auth *digest.Authenticator
+	if n.cfg.SIP.Users != "" {
+		fu, err := digest.LoadUsers(n.cfg.Path(n.cfg.SIP.Users), digest.WithFileLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("node: key \"sip.users\": %w", err)
+		}
+		go fu.Watch(ctx, 2*time.Second)
+		users, known = fu, knownUsers{fu}
+		secret, err := n.nonceSecret()
+		if err != nil {
+			return nil, err
+		}
+		// MD5 first: SIPp and many phones answer the first challenge
+		// they are given and compute MD5 only (RFC 8760 §2.4 asks for
+		// preference order; clients that do SHA-256 still pick it).
+		auth, err = digest.New(digest.Config{Secret: secret, Algorithms: []digest.Algorithm{digest.MD5, digest.SHA256}},
+			users, digest.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("node: SIP: %w", err)
+		}
+	} else {
+		log.Warn("no subscribers file (key \"sip.users\"): REGISTERs and calls are not authenticated")
+	}
+
+	ropts := []registrar.Option{registrar.WithNodeName(n.Name()), registrar.WithLogger(log)}
+	if auth != nil {
+		ropts = append(ropts, registrar.WithAuthenticator(auth))
+	}
+	reg, err := registrar.New(n.mat.Cluster, regStore{st}, ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("node: SIP: %w", err)
+	}
+	var listen []proxy.Listen
+	for _, l := range n.cfg.SIP.Listen {
+		sl, err := ParseSIPListen(l)
+		if err != nil {
+			return nil, fmt.Errorf("node: key \"sip.listen\": %w", err)
+		}
+		listen = append(listen, proxy.Listen{Transport: sl.Transport, Addr: sl.Addr})
+	}
+	pc := proxy.Config{
+		Domain:  n.mat.Cluster,
+		Listen:  listen,
+		TLS:     &tls.Config{Certificates: []tls.Certificate{*n.mat.Certificate()}, MinVersion: tls.VersionTLS12},
+		Locator: locator{reg},
+		Mesh:    sipMesh{n},
+		Logger:  log,
+	}
+	if known != nil {
+		pc.Users = known
+	}
+	if auth != nil {
+		pc.Auth = auth
+	}
+	if slices.Contains(n.roles, certs.RoleRegistrar) {
+		pc.Registrar = reg
+	}
+	p, err := proxy.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	p.Serve(ctx)
+	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil)
+	return func() { cancel(); p.Close() }, nil
+}
+
+// nonceSecret is the key digest nonces are signed with; every node of the
+// cluster must derive the same. It is derived from the cluster CA
+// certificate. Limitation: whoever holds ca.crt can mint nonces that pass
+// the freshness check (the password is still needed); a secret distributed
+// through the mesh would close that.
+func (n *Node) nonceSecret() ([]byte, error) {
+	ca, err := os.ReadFile(n.cfg.Path(n.cfg.TLS.CA))
+	if err != nil {
+		return nil, fmt.Errorf("node: SIP: reading the CA certificate for the nonce secret: %w", err)
+	}
+	m := hmac.New(sha256.New, []byte("sipmesh digest nonce secret v1"))
+	m.Write(ca)
+	m.Write([]byte(n.mat.Cluster))
+	return m.Sum(nil), nil
+}
+
+// regStore adapts the registrar's store to the replicated store.
+type regStore struct{ s *store.Store }
+
+func (r regStore) Put(ctx context.Context, key string, recs ...registrar.Record) error {
+	out := make([]store.Record, len(recs))
+	for i, x := range recs {
+		out[i] = store.Record{ID: x.ID, Value: x.Value, Expires: x.Expires, Deleted: x.Deleted}
+	}
+	return r.s.Put(ctx, key, out...)
+}
+
+func (r regStore) Get(ctx context.Context, key string) ([]registrar.Record, error) {
+	recs, err := r.s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]registrar.Record, len(recs))
+	for i, x := range recs {
+		out[i] = toRegistrarRecord(x)
+	}
+	return out, nil
+}
+
+// locator adapts the registrar's lookup to the proxy.
+type locator struct{ r *registrar.Registrar }
+
+func (l locator) Locate(ctx context.Context, aor string) ([]proxy.Target, error) {
+	bs, err := l.r.Lookup(ctx, aor)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]proxy.Target, len(bs))
+	for i, b := range bs {
+		out[i] = proxy.Target{URI: b.Contact, Path: b.Path, Q: b.Q}
+	}
+	return out, nil
+}
+
+type knownUsers struct{ u digest.Users }
+
+func (k knownUsers) Known(ctx context.Context, user, domain string) (bool, error) {
+	_, err := k.u.Lookup(ctx, user, domain)
+	if errors.Is(err, digest.ErrUnknownUser) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// sipMesh answers the proxy's questions from the overlay.
+type sipMesh struct{ n *Node }
+
+var sipServiceNames = []string{overlay.ServiceSIPUDP, overlay.ServiceSIPTCP, overlay.ServiceSIPTLS, overlay.ServiceSIPWS, overlay.ServiceSIPWSS}
+
+// IsPeer: a source IP that a live member advertises for SIP.
+func (m sipMesh) IsPeer(ip string) bool {
+	for _, mem := range m.n.ov.Members() {
+		if mem.State != overlay.StateAlive && mem.State != overlay.StateSuspect {
+			continue
+		}
+		for _, s := range sipServiceNames {
+			if a, ok := mem.Services[s]; ok {
+				if h, _, err := net.SplitHostPort(a); err == nil && h == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (m sipMesh) RegistrarAddr(aor string) (string, error) {
+	owner, ok := m.n.ov.Ring(certs.RoleRegistrar).Owner(aor)
+	if !ok {
+		return "", errors.New("no node has the registrar role")
+	}
+	mem, ok := m.n.ov.Member(owner.Name)
+	if !ok {
+		return "", fmt.Errorf("registrar %s is not a member", owner.Name)
+	}
+	a, ok := mem.Services[overlay.ServiceSIPUDP]
+	if !ok {
+		return "", fmt.Errorf("registrar %s advertises no SIP UDP address", owner.Name)
+	}
+	return a, nil
+}

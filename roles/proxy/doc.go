@@ -1,0 +1,35 @@
+// Package proxy is sipmesh's SIP edge and transaction-stateful proxy
+// (RFC 3261 §16) on emiago/sipgo.
+//
+// It owns the SIP listeners (udp, tcp, tls, ws, wss from sip.listen), puts
+// every message through roles/sipmsg (400 or drop; RFC 4475), answers on the
+// flow a request came on, and routes: loose routing (§16.4, its own Route
+// entries are removed), Max-Forwards/483, loop detection/482 (§16.3 step 4,
+// a hash of the request in the branch), location lookup for the cluster's
+// domain (404 unknown user, 480 known user without binding), parallel
+// forking with CANCEL of the losing branches (§16.7, §16.10), Record-Route
+// (two entries when the transport changes, RFC 5658), Path at the edge
+// (RFC 3327), 100 Trying, stateless forwarding of ACK for 2xx and of stray
+// 2xx retransmissions, and 407 challenges for out-of-dialog requests from
+// subscribers of the domain.
+//
+// Flows. A phone is reached through the node that holds its connection or
+// NAT binding (RFC 5626 edge proxy): that node puts a flow token in the
+// user part of the Path and Record-Route URIs it adds ("ft-…", the
+// transport and remote address, authenticated by an HMAC under a key of
+// this process). A request that reaches a node with its own Route carrying
+// one of its flow tokens is sent over that flow, unless it came from that
+// very flow. So a callee registered over TCP through node 1 gets the INVITE
+// on that same TCP connection wherever the call entered the mesh.
+//
+// Mesh peers. Requests from another node of the mesh are not challenged
+// and get no Path. A peer is recognised by its source IP being the SIP
+// address a member of the mesh advertises (Mesh.IsPeer); nodes send from
+// their listening address (UDP from the listener socket, TCP bound to the
+// node's IP) so that the check holds. This trusts the network between
+// nodes: a phone sharing an IP with a node would be trusted too.
+//
+// The roles it serves are reached through the small interfaces Registrar,
+// Locator, Users, Authenticator and Mesh defined here. It must not import
+// overlay, memberlist or another role.
+package proxy

@@ -1,0 +1,399 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// branch is one client transaction of a proxied request.
+type branch struct {
+	req         *sip.Request
+	tx          sip.ClientTransaction
+	provisional bool
+	final       bool
+	cancel      bool // CANCEL wanted: sent once a provisional arrived
+	cancelled   bool
+}
+
+type branchEvent struct {
+	i   int
+	res *sip.Response
+	err error // the transaction ended without a final response
+}
+
+// dialogForming reports whether the request creates a dialog that later
+// requests must route through us (§16.6 step 4).
+func dialogForming(req *sip.Request) bool {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		return false
+	}
+	switch req.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		return true
+	}
+	return false
+}
+
+// prepare builds the request sent to t (§16.6 steps 1-8).
+func (p *Proxy) prepare(in *inbound, t target, recordRoute bool) *sip.Request {
+	out := in.req.Clone()
+	out.Recipient = *t.ruri.Clone()
+	if len(t.routes) > 0 {
+		hs := make([]sip.Header, len(t.routes))
+		for i, h := range t.routes {
+			hs[i] = sip.HeaderClone(h)
+		}
+		out.PrependHeader(hs...)
+	}
+	if mf := out.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		out.AppendHeader(&m)
+	}
+	tr := strings.ToLower(t.transport)
+	if recordRoute {
+		var inFlow *flow
+		if !in.peer {
+			inFlow = &in.flow
+		}
+		rin := p.ownURI(in.flow.transport, inFlow)
+		rout := p.ownURI(tr, t.out)
+		// RFC 5658: one entry per side when they differ; the entry facing
+		// the callee ends on top.
+		out.PrependHeader(&sip.RecordRouteHeader{Address: rin})
+		if rout.String() != rin.String() {
+			out.PrependHeader(&sip.RecordRouteHeader{Address: rout})
+		}
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: t.transport, Params: sip.HeaderParams{}}
+	if addr, ok := p.via[tr]; ok {
+		host, port, _ := net.SplitHostPort(addr)
+		via.Host = host
+		via.Port, _ = strconv.Atoi(port)
+	} else if addr, ok := p.via["udp"]; ok {
+		via.Host, _, _ = net.SplitHostPort(addr)
+	}
+	via.Params.Add("branch", p.branch(in))
+	out.PrependHeader(via)
+	out.SetTransport(t.transport)
+	out.SetDestination(t.dest)
+	out.SetSource("")
+	out.Laddr = p.laddr(tr)
+	return out
+}
+
+// laddr makes requests leave from our listening address: the UDP listener
+// socket itself (NAT bindings, and peers recognise our source), or a TCP
+// connection bound to our IP.
+func (p *Proxy) laddr(tr string) sip.Addr {
+	if tr == "udp" {
+		if addr, ok := p.via["udp"]; ok {
+			host, port, _ := net.SplitHostPort(addr)
+			n, _ := strconv.Atoi(port)
+			return sip.Addr{IP: net.ParseIP(host), Port: n}
+		}
+	}
+	for _, addr := range p.via {
+		host, _, _ := net.SplitHostPort(addr)
+		return sip.Addr{IP: net.ParseIP(host)}
+	}
+	return sip.Addr{}
+}
+
+// proxy forwards the request to the targets in parallel and returns the
+// best response upstream (§16.7). Once it started forwarding it answers
+// itself and returns nil.
+func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork bool) error {
+	if in.cancelled != nil {
+		select {
+		case <-in.cancelled:
+			return nil // the UAC cancelled while we looked for targets
+		default:
+		}
+	}
+	rr := dialogForming(in.req)
+	events := make(chan branchEvent, 16)
+	var branches []*branch
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var lastErr error
+	for _, t := range targets {
+		out := p.prepare(in, t, rr)
+		tx, err := p.txl.Request(ctx, out)
+		if err != nil {
+			lastErr = err
+			p.log.Debug("proxy: branch failed to start", "dest", t.dest, "transport", t.transport, "err", err)
+			continue
+		}
+		b := &branch{req: out, tx: tx}
+		branches = append(branches, b)
+		wg.Add(1)
+		go func(i int, tx sip.ClientTransaction) {
+			defer wg.Done()
+			pump(ctx, i, tx, events)
+		}(len(branches)-1, tx)
+	}
+	if len(branches) == 0 {
+		return sipstatus.New(480, "", fmt.Errorf("proxy: no branch could be sent: %w", lastErr))
+	}
+	cancelled := in.cancelled // nil (never ready) unless an INVITE
+	answered := false         // a 2xx or 6xx went upstream, or the UAC cancelled
+	var best *sip.Response
+	pending := len(branches)
+	cancelAll := func() {
+		for _, b := range branches {
+			if !b.final {
+				p.cancelBranch(ctx, b)
+			}
+		}
+	}
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			b := branches[ev.i]
+			if ev.err != nil {
+				b.final = true
+				pending--
+				if best == nil {
+					best = sip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
+					if !strings.Contains(ev.err.Error(), "timed out") && !strings.Contains(ev.err.Error(), "Timer") {
+						best = sip.NewResponseFromRequest(b.req, 503, "Service Unavailable", nil)
+					}
+				}
+				continue
+			}
+			res := ev.res
+			switch {
+			case res.StatusCode < 200:
+				if !b.provisional {
+					b.provisional = true
+					if b.cancel {
+						p.cancelBranch(ctx, b)
+					}
+				}
+				if res.StatusCode > 100 && !answered {
+					p.relay(in, res)
+				}
+			case res.StatusCode < 300:
+				b.final = true
+				pending--
+				p.relay(in, res) // every 2xx goes upstream (§16.7 step 5)
+				if !answered {
+					answered = true
+					cancelAll()
+				}
+			default:
+				b.final = true
+				pending--
+				if answered {
+					continue
+				}
+				if res.StatusCode >= 600 {
+					answered = true
+					p.relay(in, res)
+					cancelAll()
+					continue
+				}
+				if best == nil || betterFinal(res, best) {
+					best = res
+				}
+			}
+		case <-cancelled:
+			cancelled = nil
+			if !answered {
+				answered = true // the transaction layer answered 487
+				cancelAll()
+			}
+		case <-ctx.Done():
+			cancelAll()
+			if !answered {
+				in.tx.Respond(sip.NewResponseFromRequest(in.req, 408, "Request Timeout", nil))
+			}
+			return nil
+		}
+	}
+	if !answered && best != nil {
+		p.relay(in, best)
+	}
+	return nil
+}
+
+// betterFinal chooses between non-2xx finals (§16.7 step 6): the lower
+// class wins, 401/407 and 415/420/484 are preferred within class 4xx.
+func betterFinal(a, b *sip.Response) bool {
+	ca, cb := a.StatusCode/100, b.StatusCode/100
+	if ca != cb {
+		return ca < cb
+	}
+	pref := func(c int) bool { return c == 401 || c == 407 || c == 415 || c == 420 || c == 484 }
+	return pref(a.StatusCode) && !pref(b.StatusCode)
+}
+
+// pump passes a client transaction's responses on until its final one.
+func pump(ctx context.Context, i int, tx sip.ClientTransaction, events chan<- branchEvent) {
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			select {
+			case events <- branchEvent{i: i, res: res}:
+			case <-ctx.Done():
+				return
+			}
+			if res.StatusCode >= 200 {
+				return
+			}
+		case <-tx.Done():
+			err := tx.Err()
+			if err == nil {
+				err = fmt.Errorf("proxy: transaction ended without a final response")
+			}
+			select {
+			case events <- branchEvent{i: i, err: err}:
+			case <-ctx.Done():
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// relay sends a response of a branch upstream without our Via (§16.7 step 9).
+func (p *Proxy) relay(in *inbound, res *sip.Response) {
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	out.SetTransport(in.req.Transport())
+	out.SetDestination(in.respDest)
+	if err := in.tx.Respond(out); err != nil {
+		if out.IsSuccess() && in.req.IsInvite() {
+			// A 2xx after the transaction ended (it was cancelled
+			// meanwhile) still goes upstream, statelessly.
+			if err2 := p.tp.WriteMsg(out); err2 == nil {
+				return
+			}
+		}
+		p.log.Debug("proxy: response not relayed", "status", res.StatusCode, "err", err)
+	}
+}
+
+// cancelBranch sends CANCEL for a pending branch (§16.10), once it got a
+// provisional response (§9.1).
+func (p *Proxy) cancelBranch(ctx context.Context, b *branch) {
+	if b.cancelled || b.final || !b.req.IsInvite() {
+		return
+	}
+	if !b.provisional {
+		b.cancel = true
+		return
+	}
+	b.cancelled = true
+	c := sip.NewRequest(sip.CANCEL, *b.req.Recipient.Clone())
+	c.AppendHeader(b.req.Via().Clone())
+	sip.CopyHeaders("Route", b.req, c)
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	for _, h := range []sip.Header{b.req.From(), b.req.To(), b.req.CallID()} {
+		if h != nil {
+			c.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: b.req.CSeq().SeqNo, MethodName: sip.CANCEL})
+	c.SetBody(nil)
+	c.SetTransport(b.req.Transport())
+	c.SetDestination(b.req.Destination())
+	c.Laddr = b.req.Laddr
+	cctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	tx, err := p.txl.Request(cctx, c)
+	if err != nil {
+		cancel()
+		p.log.Debug("proxy: CANCEL not sent", "err", err)
+		return
+	}
+	go func() {
+		defer cancel()
+		defer tx.Terminate()
+		for {
+			select {
+			case res := <-tx.Responses():
+				if res.StatusCode >= 200 {
+					return
+				}
+			case <-tx.Done():
+				return
+			case <-cctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// forwardAck forwards an ACK for a 2xx statelessly along its route (§16.11;
+// an ACK for a non-2xx ends our own server transaction and never gets here).
+func (p *Proxy) forwardAck(in *inbound) error {
+	if mf := in.req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return ErrTooManyHops
+	}
+	t, routed, err := p.routeTarget(in)
+	if err != nil {
+		return err
+	}
+	if !routed {
+		ruri := in.req.Recipient
+		if p.isOwn(ruri) || strings.EqualFold(ruri.Host, p.cfg.Domain) {
+			return fmt.Errorf("proxy: ACK for %s has nowhere to go", ruri.String())
+		}
+		if t, err = p.uriTarget(ruri, nil, ruri); err != nil {
+			return err
+		}
+	}
+	out := p.prepare(in, t, false)
+	return p.tp.WriteMsg(out)
+}
+
+// strayResponse forwards a response no client transaction matches to the
+// next Via when it is a 2xx to an INVITE: a retransmission the UAS sends
+// until it gets the ACK (RFC 6026 §8.4, §16.7 step 5). Other stray
+// responses are dropped: they are late provisional responses that the
+// transaction layer handed over after the final one, and passing them on
+// would reach the UAC after its final response.
+func (p *Proxy) strayResponse(res *sip.Response) {
+	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	v := res.Via()
+	if v == nil || !p.self[v.Host] || !p.ports[v.Port] {
+		return
+	}
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	next := out.Via()
+	if next == nil {
+		return
+	}
+	host, port := next.Host, next.Port
+	if r, ok := next.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if r, ok := next.Params.Get("rport"); ok && r != "" {
+		port, _ = strconv.Atoi(r)
+	}
+	if port == 0 {
+		port = sip.DefaultPort(next.Transport)
+	}
+	out.SetTransport(next.Transport)
+	out.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
+	if err := p.tp.WriteMsg(out); err != nil {
+		p.log.Debug("proxy: stray response not forwarded", "status", res.StatusCode, "err", err)
+	}
+}

@@ -1,0 +1,293 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// Registrar processes a REGISTER that reached its destination.
+// received is "transport:ip:port" of the previous hop.
+type Registrar interface {
+	Register(ctx context.Context, req *sip.Request, received string) (*sip.Response, error)
+}
+
+// Target is one contact of an AOR.
+type Target struct {
+	URI  string   // contact URI
+	Path []string // Path header values (name-addr), outermost first
+	Q    float64
+}
+
+// Locator finds the contacts of an AOR ("user@domain").
+type Locator interface {
+	Locate(ctx context.Context, aor string) ([]Target, error)
+}
+
+// Users says whether a subscriber exists (404 versus 480).
+type Users interface {
+	Known(ctx context.Context, user, domain string) (bool, error)
+}
+
+// Authenticator verifies digest credentials; *digest.Authenticator is one.
+type Authenticator interface {
+	Verify(ctx context.Context, req *sip.Request, proxy bool) (string, error)
+}
+
+// Mesh is what the proxy needs of the overlay.
+type Mesh interface {
+	// IsPeer reports whether ip is the SIP address of a mesh node.
+	IsPeer(ip string) bool
+	// RegistrarAddr is the UDP "host:port" of the node that should
+	// process REGISTERs of aor (the registrar ring's owner).
+	RegistrarAddr(aor string) (string, error)
+}
+
+// Listen is one listener: transport udp, tcp, tls, ws or wss, and host:port.
+type Listen struct {
+	Transport string
+	Addr      string
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Domain is the SIP domain served (the cluster's domain).
+	Domain string
+	// Listen are the listeners to open.
+	Listen []Listen
+	// TLS is the server configuration of tls and wss listeners.
+	TLS *tls.Config
+	// Registrar processes REGISTERs here; nil: they are forwarded to
+	// Mesh.RegistrarAddr.
+	Registrar Registrar
+	// Locator finds contacts; required.
+	Locator Locator
+	// Users tells unknown users from unregistered ones; optional.
+	Users Users
+	// Auth challenges requests from subscribers (407); nil: no challenge.
+	Auth Authenticator
+	// Mesh identifies peers and registrars; required.
+	Mesh Mesh
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Proxy is a running SIP edge.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	tp     *sip.TransportLayer
+	txl    *sip.TransactionLayer
+	valid  *sipmsg.Validator
+	flows  *flowKeys
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	self  map[string]bool   // our IPs
+	ports map[int]bool      // our ports
+	via   map[string]string // transport (lower) -> our host:port
+	udp   map[string]net.PacketConn
+	lns   []listener
+	wg    sync.WaitGroup
+}
+
+// New binds the listeners; Serve starts answering.
+func New(cfg Config) (p *Proxy, err error) {
+	if cfg.Domain == "" || cfg.Locator == nil || cfg.Mesh == nil {
+		return nil, errors.New("proxy: domain, locator and mesh are required")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("proxy: no SIP listener configured (key \"sip.listen\")")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	p = &Proxy{cfg: cfg, log: log, flows: &flowKeys{key: key},
+		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
+	p.cfg.Domain = strings.ToLower(cfg.Domain)
+	p.valid = sipmsg.New(sipmsg.WithLogger(log))
+	defer func() {
+		if err != nil {
+			p.closeListeners()
+		}
+	}()
+	for _, l := range cfg.Listen {
+		tr := strings.ToLower(l.Transport)
+		switch tr {
+		case "udp":
+			c, err := net.ListenPacket("udp", l.Addr)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: listen %s://%s (key \"sip.listen\"): %w", tr, l.Addr, err)
+			}
+			p.udp[c.LocalAddr().String()] = c
+			p.addSelf(tr, c.LocalAddr().String())
+		case "tcp", "ws", "tls", "wss":
+			var ln net.Listener
+			if tr == "tls" || tr == "wss" {
+				if cfg.TLS == nil {
+					return nil, fmt.Errorf("proxy: listen %s://%s: no TLS configuration", tr, l.Addr)
+				}
+				ln, err = tls.Listen("tcp", l.Addr, cfg.TLS)
+			} else {
+				ln, err = net.Listen("tcp", l.Addr)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("proxy: listen %s://%s (key \"sip.listen\"): %w", tr, l.Addr, err)
+			}
+			p.lns = append(p.lns, listener{tr, ln})
+			p.addSelf(tr, ln.Addr().String())
+		default:
+			return nil, fmt.Errorf("proxy: unknown transport %q (udp, tcp, tls, ws, wss)", l.Transport)
+		}
+	}
+	txLog := log.With("component", "sipgo")
+	p.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("sipmesh"),
+		sipgo.WithUserAgenTLSConfig(cfg.TLS),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(txLog),
+			sip.WithTransportLayerReadFilter(p.valid.DatagramFilter(p.reject)),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(txLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(p.strayResponse),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(txLog))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p.tp, p.txl = p.ua.TransportLayer(), p.ua.TransactionLayer()
+	p.srv.OnNoRoute(p.onRequest)
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.REGISTER, sip.OPTIONS,
+		sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.INFO, sip.MESSAGE, sip.PRACK, sip.UPDATE, sip.PUBLISH} {
+		p.srv.OnRequest(m, p.onRequest)
+	}
+	return p, nil
+}
+
+func (p *Proxy) addSelf(tr, addr string) {
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	p.self[host] = true
+	p.ports[n] = true
+	if _, ok := p.via[tr]; !ok {
+		p.via[tr] = addr
+	}
+}
+
+// Addrs returns the bound listeners, transport -> host:port.
+func (p *Proxy) Addrs() map[string]string {
+	out := make(map[string]string, len(p.via))
+	for k, v := range p.via {
+		out[k] = v
+	}
+	return out
+}
+
+// Serve answers on every listener until ctx is done or Close is called.
+func (p *Proxy) Serve(ctx context.Context) {
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	for _, c := range p.udp {
+		p.wg.Add(1)
+		go func(c net.PacketConn) {
+			defer p.wg.Done()
+			if err := p.srv.ServeUDP(c); err != nil && !errors.Is(err, net.ErrClosed) {
+				p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
+			}
+		}(c)
+	}
+	for _, l := range p.lns {
+		tr, ln := l.tr, l.ln
+		p.wg.Add(1)
+		go func(tr string, ln net.Listener) {
+			defer p.wg.Done()
+			var err error
+			switch strings.ToLower(tr) {
+			case "tcp":
+				err = p.srv.ServeTCP(ln)
+			case "tls":
+				err = p.srv.ServeTLS(ln)
+			case "ws":
+				err = p.srv.ServeWS(ln)
+			case "wss":
+				err = p.srv.ServeWSS(ln)
+			}
+			if err != nil && !errors.Is(err, net.ErrClosed) {
+				p.log.Error("proxy: listener stopped", "transport", tr, "addr", ln.Addr().String(), "err", err)
+			}
+		}(tr, ln)
+	}
+	go func() {
+		<-p.ctx.Done()
+		p.Close()
+	}()
+}
+
+type listener struct {
+	tr string
+	ln net.Listener
+}
+
+// Close stops the listeners and the transaction layer.
+func (p *Proxy) Close() error {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.closeListeners()
+	if p.ua != nil {
+		p.ua.Close()
+	}
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, c := range p.udp {
+		c.Close()
+	}
+	for _, l := range p.lns {
+		l.ln.Close()
+	}
+}
+
+// reject answers a datagram that sipmsg refused, from the socket it came
+// to (RFC 3261 §18.2.2).
+func (p *Proxy) reject(r sipmsg.Rejection) {
+	req, _ := r.Message.(*sip.Request)
+	res := sipstatus.Response(req, r.Err)
+	p.log.Debug("proxy: message rejected", "from", fmt.Sprint(r.Props.RemoteAddr), "err", r.Err)
+	if res == nil || r.Props.RemoteAddr == nil {
+		return
+	}
+	if strings.EqualFold(r.Props.Transport, "udp") {
+		if c, ok := p.udp[r.Props.LocalAddr.String()]; ok {
+			c.WriteTo([]byte(res.String()), r.Props.RemoteAddr)
+		}
+		return
+	}
+	if c, err := p.tp.GetConnection(r.Props.Transport, r.Props.RemoteAddr.String()); err == nil {
+		c.WriteMsg(res)
+		c.TryClose()
+	}
+}

@@ -1,0 +1,457 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// Causes of the proxy's error responses.
+var (
+	ErrLoop          = errors.New("proxy: loop detected")
+	ErrTooManyHops   = errors.New("proxy: Max-Forwards exhausted")
+	ErrUnknownUser   = errors.New("proxy: no such user")
+	ErrNotRegistered = errors.New("proxy: user has no binding")
+	ErrRelay         = errors.New("proxy: relaying to a foreign domain is not allowed")
+	ErrNoTransaction = errors.New("proxy: no transaction for the CANCEL")
+)
+
+// maxTransaction bounds how long a proxied transaction may run (an INVITE
+// ringing for 3 minutes is Timer C, RFC 3261 §16.8).
+const maxTransaction = 3*time.Minute + 30*time.Second
+
+// inbound is a request as it arrived.
+type inbound struct {
+	req      *sip.Request
+	tx       sip.ServerTransaction
+	flow     flow   // where it came from
+	peer     bool   // from another mesh node
+	respDest string // where responses go (RFC 3261 §18.2.2, RFC 3581)
+	loop     string // loop-detection hash (§16.6 step 8)
+	// cancelled is closed when the UAC cancels an INVITE (the transaction
+	// layer has answered 200 to the CANCEL and 487 to the INVITE).
+	cancelled chan struct{}
+}
+
+// target is where one branch goes.
+type target struct {
+	ruri      sip.Uri
+	routes    []sip.Header // Route entries to put on top
+	transport string       // upper case
+	dest      string       // host:port
+	out       *flow        // when sent over a flow of this node
+}
+
+func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	if sip.IsReliable(req.Transport()) {
+		// Datagrams were checked by the read filter; streams only now.
+		if err := p.valid.Validate(req); err != nil {
+			if res := sipstatus.Response(req, err); res != nil {
+				tx.Respond(res)
+			}
+			p.log.Debug("proxy: request rejected", "from", req.Source(), "err", err)
+			return
+		}
+	}
+	in := p.inbound(req, tx)
+	if req.IsAck() {
+		if err := p.forwardAck(in); err != nil {
+			p.log.Debug("proxy: ACK not forwarded", "call_id", callID(req), "err", err)
+		}
+		return
+	}
+	if req.IsCancel() {
+		// A CANCEL matching a transaction is handled by the transaction
+		// layer (200, then 487 and OnCancel); this one matches none.
+		tx.Respond(sipstatus.Response(req, sipstatus.New(481, "", ErrNoTransaction)))
+		return
+	}
+	base := p.ctx
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(base, maxTransaction)
+	defer cancel()
+	if err := p.process(ctx, in); err != nil {
+		st := sipstatus.Of(err)
+		if st.Code >= 500 || st.Code == 0 {
+			p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
+		} else {
+			p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
+		}
+		if res := sipstatus.Response(req, err); res != nil {
+			if err := tx.Respond(res); err != nil {
+				p.log.Debug("proxy: response not sent", "err", err)
+			}
+		}
+	}
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *inbound {
+	src := req.Source()
+	host, port, _ := net.SplitHostPort(src)
+	in := &inbound{req: req, tx: tx, flow: flow{transport: strings.ToLower(req.Transport()), remote: src}}
+	in.peer = p.cfg.Mesh.IsPeer(host)
+	// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really
+	// came from in the topmost Via, for the responses and for the proxies
+	// downstream that send them back.
+	if v := req.Via(); v != nil {
+		if v.Host != host {
+			v.Params.Add("received", host)
+		}
+		if rp, ok := v.Params.Get("rport"); ok && rp == "" {
+			v.Params.Add("rport", port)
+			if !v.Params.Has("received") {
+				v.Params.Add("received", host)
+			}
+		}
+	}
+	in.respDest = sip.NewResponseFromRequest(req, 100, "Trying", nil).Destination()
+	in.loop = loopHash(req)
+	if req.IsInvite() && tx != nil {
+		in.cancelled = make(chan struct{})
+		var once sync.Once
+		done := func() { once.Do(func() { close(in.cancelled) }) }
+		if !tx.OnCancel(func(*sip.Request) { done() }) {
+			done() // cancelled (or ended) before we got here
+		}
+	}
+	return in
+}
+
+// loopHash hashes what identifies a request at this hop (RFC 3261 §16.6
+// step 8): a request coming back with the same hash in one of our Vias is a
+// loop; with another one (a different Request-URI) a spiral.
+func loopHash(req *sip.Request) string {
+	h := sha256.New()
+	h.Write([]byte(req.Recipient.String()))
+	for _, x := range []sip.Header{req.From(), req.To(), req.CallID()} {
+		if x != nil {
+			h.Write([]byte{0})
+			h.Write([]byte(x.Value()))
+		}
+	}
+	if c := req.CSeq(); c != nil {
+		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
+	}
+	for _, r := range req.GetHeaders("Route") {
+		h.Write([]byte{0})
+		h.Write([]byte(r.Value()))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+const branchMagic = "z9hG4bK-sm"
+
+func (p *Proxy) branch(in *inbound) string {
+	return branchMagic + in.loop + "." + sip.GenerateBranchN(12)[len("z9hG4bK."):]
+}
+
+// isOwn reports whether u names this node (a Route or Request-URI).
+func (p *Proxy) isOwn(u sip.Uri) bool {
+	if !p.self[u.Host] {
+		return false
+	}
+	if u.Port == 0 {
+		return p.ports[5060] || p.ports[5061]
+	}
+	return p.ports[u.Port]
+}
+
+func (p *Proxy) process(ctx context.Context, in *inbound) error {
+	req := in.req
+	// §16.3 step 3.
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		if req.Method == sip.OPTIONS && p.isOwn(req.Recipient) {
+			return in.tx.Respond(p.optionsOK(req))
+		}
+		return sipstatus.TooManyHops(ErrTooManyHops)
+	}
+	// §16.3 step 4.
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok || !p.self[v.Host] || !p.ports[v.Port] {
+			continue
+		}
+		if b, _ := v.Params.Get("branch"); strings.HasPrefix(b, branchMagic+in.loop+".") {
+			return sipstatus.New(482, "", ErrLoop)
+		}
+	}
+	if req.IsInvite() {
+		in.tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
+	}
+	t, routed, err := p.routeTarget(in)
+	if err != nil {
+		return err
+	}
+	if routed {
+		return p.proxy(ctx, in, []target{t}, false)
+	}
+	return p.requestURI(ctx, in)
+}
+
+// routeTarget applies loose routing (§16.4): it removes the Route entries
+// naming this node and returns where the remaining route leads: a flow of
+// this node named by a removed entry, or the next Route. routed is false
+// when the Request-URI decides.
+func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
+	req := in.req
+	var via *flow
+	for {
+		h := req.Route()
+		if h == nil || !p.isOwn(h.Address) {
+			break
+		}
+		if f, ok := p.flows.parse(h.Address.User); ok && f != in.flow && via == nil {
+			via = &f
+		}
+		req.RemoveHeader("Route")
+	}
+	if via != nil {
+		return p.flowTarget(req.Recipient, nil, *via), true, nil
+	}
+	if h := req.Route(); h != nil {
+		t, err := p.uriTarget(req.Recipient, nil, h.Address)
+		return t, true, err
+	}
+	return target{}, false, nil
+}
+
+func (p *Proxy) flowTarget(ruri sip.Uri, routes []sip.Header, f flow) target {
+	return target{ruri: ruri, routes: routes, transport: sip.NetworkToUpper(f.transport), dest: f.remote, out: &f}
+}
+
+// uriTarget sends to the host of next (the top Route, or the Request-URI).
+func (p *Proxy) uriTarget(ruri sip.Uri, routes []sip.Header, next sip.Uri) (target, error) {
+	tr := "UDP"
+	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
+		tr = strings.ToUpper(v)
+	}
+	if next.IsEncrypted() && tr == "TCP" || next.IsEncrypted() && tr == "UDP" {
+		tr = "TLS"
+	}
+	host := next.Host
+	if strings.HasPrefix(host, "[") {
+		host = strings.Trim(host, "[]")
+	}
+	if host == "" {
+		return target{}, sipstatus.New(416, "", fmt.Errorf("proxy: cannot route to %s", next.String()))
+	}
+	port := next.Port
+	if port == 0 {
+		port = sip.DefaultPort(tr)
+	}
+	return target{ruri: ruri, routes: routes, transport: tr, dest: net.JoinHostPort(host, strconv.Itoa(port))}, nil
+}
+
+// requestURI routes on the Request-URI (§16.5): registrations, the
+// cluster's domain (location service), this node, or elsewhere.
+func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
+	req := in.req
+	ruri := req.Recipient
+	ours := strings.EqualFold(ruri.Host, p.cfg.Domain)
+	inDialog := false
+	if to := req.To(); to != nil {
+		inDialog = to.Params.Has("tag")
+	}
+	switch {
+	case req.Method == sip.REGISTER:
+		if !ours {
+			return sipstatus.Forbidden(fmt.Errorf("%w: REGISTER for %s", ErrRelay, ruri.Host))
+		}
+		return p.register(ctx, in)
+	case (p.isOwn(ruri) || ours) && ruri.User == "":
+		// RFC 3261 §11: OPTIONS to the server itself (keep-alive pings).
+		if req.Method == sip.OPTIONS {
+			return in.tx.Respond(p.optionsOK(req))
+		}
+		return sipstatus.NotFound(fmt.Errorf("proxy: %s addressed to the node itself", req.Method))
+	case ours && !inDialog:
+		if err := p.authorize(ctx, in); err != nil {
+			return err
+		}
+		return p.locate(ctx, in)
+	case inDialog || in.peer:
+		t, err := p.uriTarget(ruri, nil, ruri)
+		if err != nil {
+			return err
+		}
+		return p.proxy(ctx, in, []target{t}, false)
+	default:
+		return sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrRelay, ruri.Host))
+	}
+}
+
+func (p *Proxy) optionsOK(req *sip.Request) *sip.Response {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, PUBLISH"))
+	res.AppendHeader(sip.NewHeader("Supported", "path"))
+	return res
+}
+
+// authorize challenges out-of-dialog requests from subscribers of the
+// domain (407) unless they come from a mesh node.
+func (p *Proxy) authorize(ctx context.Context, in *inbound) error {
+	req := in.req
+	if p.cfg.Auth == nil || in.peer {
+		return nil
+	}
+	switch req.Method {
+	case sip.INVITE, sip.MESSAGE, sip.SUBSCRIBE, sip.PUBLISH, sip.REFER:
+	default:
+		return nil
+	}
+	from := req.From()
+	if from == nil || !strings.EqualFold(from.Address.Host, p.cfg.Domain) {
+		return nil
+	}
+	user, err := p.cfg.Auth.Verify(ctx, req, true)
+	if err != nil {
+		return err
+	}
+	if user != from.Address.User {
+		return sipstatus.Forbidden(fmt.Errorf("proxy: %s authenticated but From is %s", user, from.Address.User))
+	}
+	// The credentials were for us; do not hand them on (RFC 3261 §22.3).
+	for req.RemoveHeader("Proxy-Authorization") {
+	}
+	return nil
+}
+
+// register handles a REGISTER for the domain: the edge adds Path with its
+// flow token (RFC 3327 §4.2, RFC 5626 §5.1); the registrar processes it
+// here or on the registrar ring's owner.
+func (p *Proxy) register(ctx context.Context, in *inbound) error {
+	req := in.req
+	if !in.peer {
+		u := p.ownURI(in.flow.transport, &in.flow)
+		req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
+	}
+	if p.cfg.Registrar != nil {
+		res, err := p.cfg.Registrar.Register(ctx, req, in.flow.String())
+		if err != nil {
+			return err
+		}
+		return in.tx.Respond(res)
+	}
+	to := req.To()
+	if to == nil {
+		return sipstatus.BadRequest("Missing To", errors.New("proxy: REGISTER without To"))
+	}
+	addr, err := p.cfg.Mesh.RegistrarAddr(to.Address.User + "@" + strings.ToLower(to.Address.Host))
+	if err != nil {
+		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: no registrar: %w", err))
+	}
+	return p.proxy(ctx, in, []target{{ruri: req.Recipient, transport: "UDP", dest: addr}}, false)
+}
+
+// ownURI is this node's URI on transport tr, with the token of f.
+func (p *Proxy) ownURI(tr string, f *flow) sip.Uri {
+	addr, ok := p.via[tr]
+	if !ok {
+		addr, tr = p.via["udp"], "udp"
+		if addr == "" {
+			for t, a := range p.via {
+				addr, tr = a, t
+				break
+			}
+		}
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	u := sip.Uri{Scheme: "sip", Host: host, Port: n}
+	if f != nil {
+		u.User = p.flows.token(*f)
+	}
+	u.UriParams = sip.HeaderParams{}
+	u.UriParams.Add("transport", tr)
+	u.UriParams.Add("lr", "")
+	return u
+}
+
+// locate looks the AOR up and forks to its contacts (§16.5, §16.6).
+func (p *Proxy) locate(ctx context.Context, in *inbound) error {
+	ruri := in.req.Recipient
+	if ruri.User == "" {
+		return sipstatus.NotFound(fmt.Errorf("%w: no user in %s", ErrUnknownUser, ruri.String()))
+	}
+	aor := ruri.User + "@" + p.cfg.Domain
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	found, err := p.cfg.Locator.Locate(lctx, aor)
+	cancel()
+	if err != nil {
+		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: location of %s: %w", aor, err))
+	}
+	var targets []target
+	for _, f := range found {
+		t, err := p.contactTarget(f)
+		if err != nil {
+			p.log.Warn("proxy: unusable binding skipped", "aor", aor, "contact", f.URI, "err", err)
+			continue
+		}
+		targets = append(targets, t)
+	}
+	if len(targets) == 0 {
+		known := false
+		if p.cfg.Users != nil {
+			known, _ = p.cfg.Users.Known(ctx, ruri.User, p.cfg.Domain)
+		}
+		if known || len(found) > 0 {
+			return sipstatus.New(480, "", fmt.Errorf("%w: %s", ErrNotRegistered, aor))
+		}
+		return sipstatus.NotFound(fmt.Errorf("%w: %s", ErrUnknownUser, aor))
+	}
+	return p.proxy(ctx, in, targets, true)
+}
+
+// contactTarget turns a binding into a branch: Request-URI the contact,
+// Route its Path; the Path entries naming this node are consumed here (we
+// are the edge holding the flow).
+func (p *Proxy) contactTarget(b Target) (target, error) {
+	var ruri sip.Uri
+	if err := sip.ParseUri(b.URI, &ruri); err != nil {
+		return target{}, fmt.Errorf("contact %q: %w", b.URI, err)
+	}
+	var routes []sip.Header
+	var via *flow
+	for _, ps := range b.Path {
+		var u sip.Uri
+		var params sip.HeaderParams
+		if _, err := sip.ParseAddressValue(ps, &u, &params); err != nil {
+			return target{}, fmt.Errorf("path %q: %w", ps, err)
+		}
+		if len(routes) == 0 && p.isOwn(u) {
+			if f, ok := p.flows.parse(u.User); ok && via == nil {
+				via = &f
+			}
+			continue
+		}
+		routes = append(routes, &sip.RouteHeader{Address: u})
+	}
+	if via != nil && len(routes) == 0 {
+		return p.flowTarget(ruri, nil, *via), nil
+	}
+	next := ruri
+	if len(routes) > 0 {
+		next = routes[0].(*sip.RouteHeader).Address
+	}
+	return p.uriTarget(ruri, routes, next)
+}

@@ -1,0 +1,22 @@
+// Package registrar is the SIP registrar of sipmesh (RFC 3261 §10.3, Path
+// RFC 3327, the instance/reg-id keys of RFC 5626).
+//
+// It owns the binding rules: add, refresh and remove (Expires: 0,
+// Contact: *), several contacts per request, q-values, the minimum and
+// maximum expiry (423 Interval Too Brief with Min-Expires), Call-ID/CSeq
+// ordering, and the 200 OK that lists every current binding with its expiry.
+// Each binding is one record of a replicated store keyed by the AOR
+// ("user@domain", the form node.NormalizeKey gives); the record id is
+// "+sip.instance;reg-id" when the contact carries an instance id, else the
+// contact URI. Versions of one record are merged by [Newer]: with the same
+// Call-ID the higher CSeq wins (RFC 3261 §10.3 step 7), so two nodes
+// processing REGISTERs of one phone converge on what the phone sent last.
+//
+// A record's value is the JSON form of [Binding]; `sipmesh lookup` shows its
+// fields next to the store's (the store adds "expires", seconds left).
+//
+// The registrar reaches the store and the authenticator through the small
+// interfaces [Store] and [Authenticator] defined here; it depends on sipgo's
+// message types and roles/sipstatus, and must not import overlay,
+// memberlist or another role.
+package registrar

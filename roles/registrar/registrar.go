@@ -1,0 +1,432 @@
+package registrar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// Store is what the registrar needs of the replicated store.
+type Store interface {
+	// Put merges records into key (see Newer).
+	Put(ctx context.Context, key string, recs ...Record) error
+	// Get returns key's live records.
+	Get(ctx context.Context, key string) ([]Record, error)
+}
+
+// Authenticator verifies digest credentials; *digest.Authenticator is one.
+// Verify returns the authenticated user name or a *sipstatus.Error.
+type Authenticator interface {
+	Verify(ctx context.Context, req *sip.Request, proxy bool) (string, error)
+}
+
+// Errors of Register, reachable with errors.Is under the *sipstatus.Error.
+var (
+	ErrNotOurDomain = errors.New("registrar: the domain is not served here")
+	ErrOutOfOrder   = errors.New("registrar: CSeq out of order for the Call-ID")
+	ErrForbidden    = errors.New("registrar: authenticated user may not register this AOR")
+)
+
+// Registrar processes REGISTER requests for one domain.
+type Registrar struct {
+	domain         string
+	store          Store
+	auth           Authenticator
+	node           string
+	minExpires     time.Duration
+	maxExpires     time.Duration
+	defaultExpires time.Duration
+	now            func() time.Time
+	log            *slog.Logger
+}
+
+// Option configures a Registrar.
+type Option func(*Registrar)
+
+// WithAuthenticator requires digest authentication of every REGISTER
+// (RFC 3261 §10.3 step 3). Without it, REGISTERs are not authenticated.
+func WithAuthenticator(a Authenticator) Option { return func(r *Registrar) { r.auth = a } }
+
+// WithExpiry sets the minimum, maximum and default binding lifetimes
+// (defaults 60 s, 3600 s, 3600 s).
+func WithExpiry(min, max, def time.Duration) Option {
+	return func(r *Registrar) {
+		if min > 0 {
+			r.minExpires = min
+		}
+		if max > 0 {
+			r.maxExpires = max
+		}
+		if def > 0 {
+			r.defaultExpires = def
+		}
+	}
+}
+
+// WithNodeName names the node in the bindings it writes.
+func WithNodeName(name string) Option { return func(r *Registrar) { r.node = name } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(r *Registrar) { r.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(r *Registrar) {
+		if l != nil {
+			r.log = l
+		}
+	}
+}
+
+// New returns the registrar of domain (the cluster's SIP domain).
+func New(domain string, store Store, opts ...Option) (*Registrar, error) {
+	if domain == "" || store == nil {
+		return nil, errors.New("registrar: a domain and a store are required")
+	}
+	r := &Registrar{
+		domain:         strings.ToLower(domain),
+		store:          store,
+		minExpires:     60 * time.Second,
+		maxExpires:     time.Hour,
+		defaultExpires: time.Hour,
+		now:            time.Now,
+		log:            slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.minExpires > r.maxExpires {
+		return nil, fmt.Errorf("registrar: minimum expiry %v exceeds maximum %v", r.minExpires, r.maxExpires)
+	}
+	return r, nil
+}
+
+// Domain is the domain the registrar serves.
+func (r *Registrar) Domain() string { return r.domain }
+
+// AOR returns the store key of a SIP URI: "user@domain", the user part
+// case-sensitive (RFC 3261 §19.1.4), the host lower-cased (the form of
+// node.NormalizeKey).
+func AOR(u sip.Uri) string {
+	return u.User + "@" + strings.ToLower(u.Host)
+}
+
+// Lookup returns the live bindings of aor, highest q first.
+func (r *Registrar) Lookup(ctx context.Context, aor string) ([]Binding, error) {
+	recs, err := r.store.Get(ctx, aor)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: lookup %s: %w", aor, err)
+	}
+	now := r.now()
+	out := make([]Binding, 0, len(recs))
+	for _, rec := range recs {
+		if rec.Deleted || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
+			continue
+		}
+		var b Binding
+		if err := json.Unmarshal(rec.Value, &b); err != nil {
+			r.log.Warn("registrar: unreadable binding skipped", "aor", aor, "id", rec.ID, "err", err)
+			continue
+		}
+		out = append(out, b)
+	}
+	slices.SortStableFunc(out, func(a, b Binding) int {
+		switch {
+		case a.Q > b.Q:
+			return -1
+		case a.Q < b.Q:
+			return 1
+		}
+		return strings.Compare(a.Contact, b.Contact)
+	})
+	return out, nil
+}
+
+// Register processes a REGISTER (RFC 3261 §10.3) and returns the 200 OK
+// to send, or an error mapping to the final response (sipstatus.Of).
+// received is "transport:ip:port" of the hop the request came from.
+func (r *Registrar) Register(ctx context.Context, req *sip.Request, received string) (*sip.Response, error) {
+	// Step 1: the Request-URI names the domain.
+	if !strings.EqualFold(req.Recipient.Host, r.domain) {
+		return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrNotOurDomain, req.Recipient.Host))
+	}
+	to := req.To()
+	if to == nil || to.Address.User == "" {
+		return nil, sipstatus.BadRequest("Bad To: no user in the address-of-record", errors.New("registrar: To has no user"))
+	}
+	if !strings.EqualFold(to.Address.Host, r.domain) {
+		return nil, sipstatus.NotFound(fmt.Errorf("%w: AOR %s", ErrNotOurDomain, to.Address.Host))
+	}
+	aor := AOR(to.Address)
+	// Steps 3 and 4: authenticate, then authorise the user for the AOR.
+	if r.auth != nil {
+		user, err := r.auth.Verify(ctx, req, false)
+		if err != nil {
+			return nil, err
+		}
+		if user != to.Address.User {
+			return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s for %s", ErrForbidden, user, aor))
+		}
+	}
+	callID := ""
+	if c := req.CallID(); c != nil {
+		callID = c.Value()
+	}
+	cseq := req.CSeq()
+	if callID == "" || cseq == nil {
+		return nil, sipstatus.BadRequest("Missing Call-ID or CSeq", errors.New("registrar: no Call-ID or CSeq"))
+	}
+	contacts, wildcard, err := contactsOf(req)
+	if err != nil {
+		return nil, err
+	}
+	headerExpires, hasHeaderExpires, err := expiresHeader(req)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+
+	recs, err := r.store.Get(ctx, aor)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: reading %s: %w", aor, err)
+	}
+	current := map[string]Binding{}
+	curExp := map[string]time.Time{}
+	for _, rec := range recs {
+		var b Binding
+		if rec.Deleted || json.Unmarshal(rec.Value, &b) != nil {
+			continue
+		}
+		current[rec.ID] = b
+		curExp[rec.ID] = rec.Expires
+	}
+
+	var writes []Record
+	// Step 6: Contact: * with Expires: 0 removes every binding.
+	if wildcard {
+		if !hasHeaderExpires || headerExpires != 0 {
+			return nil, sipstatus.BadRequest("Bad Contact: * needs Expires: 0", errors.New("registrar: wildcard contact without Expires: 0"))
+		}
+		for id, b := range current {
+			if b.CallID == callID && cseq.SeqNo <= b.CSeq {
+				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d <= %d", ErrOutOfOrder, cseq.SeqNo, b.CSeq))
+			}
+			writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, curExp[id]))
+			delete(current, id)
+		}
+	}
+	path := pathOf(req)
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	// Step 7: each contact.
+	for _, c := range contacts {
+		exp := r.defaultExpires
+		if hasHeaderExpires {
+			exp = headerExpires
+		}
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				return nil, sipstatus.BadRequest("Bad Contact expires parameter", fmt.Errorf("registrar: expires=%q: %w", v, err))
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		if exp > 0 && exp < r.minExpires {
+			return nil, sipstatus.IntervalTooBrief(r.minExpires, fmt.Errorf("registrar: %v is below the minimum %v", exp, r.minExpires))
+		}
+		if exp > r.maxExpires {
+			exp = r.maxExpires
+		}
+		q := 1.0
+		if v, ok := c.Params.Get("q"); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f > 1 || math.IsNaN(f) {
+				return nil, sipstatus.BadRequest("Bad Contact q parameter", fmt.Errorf("registrar: q=%q", v))
+			}
+			q = f
+		}
+		uri := c.Address.String()
+		b := Binding{AOR: aor, Contact: uri, Q: q, CallID: callID, CSeq: cseq.SeqNo, Path: path,
+			Received: received, UserAgent: ua, Node: r.node, ExpiresAt: now.Add(exp).Unix()}
+		id := uri
+		if inst, ok := c.Params.Get("+sip.instance"); ok && inst != "" {
+			b.Instance = strings.Trim(inst, `"`)
+			id = b.Instance
+			if rid, ok := c.Params.Get("reg-id"); ok {
+				b.RegID, _ = strconv.Atoi(rid)
+				id += ";reg-id=" + rid
+			}
+		}
+		if old, ok := current[id]; ok && old.CallID == callID && cseq.SeqNo <= old.CSeq {
+			return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d <= %d", ErrOutOfOrder, cseq.SeqNo, old.CSeq))
+		}
+		if exp == 0 {
+			if _, ok := current[id]; ok {
+				writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, curExp[id]))
+				delete(current, id)
+			}
+			continue
+		}
+		val, err := json.Marshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("registrar: encoding binding: %w", err)
+		}
+		writes = append(writes, Record{ID: id, Value: val, Expires: b.Expires()})
+		current[id] = b
+	}
+	if len(writes) > 0 {
+		if err := r.store.Put(ctx, aor, writes...); err != nil {
+			return nil, fmt.Errorf("registrar: writing %s: %w", aor, err)
+		}
+	}
+	r.log.Debug("registrar: REGISTER", "aor", aor, "changes", len(writes), "bindings", len(current))
+
+	// Step 8: 200 OK listing every current binding with its expiry.
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	ids := make([]string, 0, len(current))
+	for id := range current {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		b := current[id]
+		var u sip.Uri
+		if err := sip.ParseUri(b.Contact, &u); err != nil {
+			continue
+		}
+		left := b.ExpiresAt - now.Unix()
+		if left <= 0 {
+			continue
+		}
+		h := &sip.ContactHeader{Address: u}
+		h.Params.Add("expires", strconv.FormatInt(left, 10))
+		if b.Q != 1 {
+			h.Params.Add("q", strconv.FormatFloat(b.Q, 'f', -1, 64))
+		}
+		if b.Instance != "" {
+			h.Params.Add("+sip.instance", `"`+b.Instance+`"`)
+			if b.RegID != 0 {
+				h.Params.Add("reg-id", strconv.Itoa(b.RegID))
+			}
+		}
+		res.AppendHeader(h)
+	}
+	// RFC 3327 §5.3: the registrar returns the Path it stored when the UA
+	// said it supports path.
+	if supports(req, "path") {
+		for _, p := range path {
+			res.AppendHeader(sip.NewHeader("Path", p))
+		}
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123[:len(time.RFC1123)-3]+"GMT")))
+	return res, nil
+}
+
+// tombstone removes a binding; its value keeps the Call-ID and CSeq of the
+// request that removed it so that Newer orders it against late versions.
+func (r *Registrar) tombstone(id string, b Binding, callID string, cseq uint32, exp time.Time) Record {
+	b.CallID, b.CSeq = callID, cseq
+	val, _ := json.Marshal(b)
+	if exp.IsZero() || exp.Before(r.now()) {
+		exp = r.now().Add(r.maxExpires)
+	}
+	return Record{ID: id, Value: val, Expires: exp, Deleted: true}
+}
+
+// contactsOf returns the Contact values, or wildcard when it is "*".
+func contactsOf(req *sip.Request) ([]*sip.ContactHeader, bool, error) {
+	var out []*sip.ContactHeader
+	wildcard := false
+	for _, h := range req.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			c = &sip.ContactHeader{}
+			if strings.TrimSpace(h.Value()) == "*" {
+				c.Address.Wildcard = true
+			} else if _, err := sip.ParseAddressValue(h.Value(), &c.Address, &c.Params); err != nil {
+				return nil, false, sipstatus.BadRequest("Bad Contact", fmt.Errorf("registrar: contact %q: %w", h.Value(), err))
+			}
+		}
+		if c.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		out = append(out, c)
+	}
+	if wildcard && len(out) > 0 {
+		return nil, false, sipstatus.BadRequest("Bad Contact: * with other contacts", errors.New("registrar: wildcard mixed with contacts"))
+	}
+	return out, wildcard, nil
+}
+
+func expiresHeader(req *sip.Request) (time.Duration, bool, error) {
+	h := req.GetHeader("Expires")
+	if h == nil {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	if err != nil {
+		return 0, false, sipstatus.BadRequest("Bad Expires", fmt.Errorf("registrar: Expires %q: %w", h.Value(), err))
+	}
+	return time.Duration(n) * time.Second, true, nil
+}
+
+// pathOf returns the Path values of the request, topmost first.
+func pathOf(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Path") {
+		out = append(out, SplitList(h.Value())...)
+	}
+	return out
+}
+
+func supports(req *sip.Request, tag string) bool {
+	for _, h := range req.GetHeaders("Supported") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SplitList splits a header value on the commas that are outside of <>
+// and quoted strings (RFC 3261 §7.3.1).
+func SplitList(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"' && (i == 0 || v[i-1] != '\\'):
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>':
+			depth--
+		case c == ',' && depth == 0:
+			if s := strings.TrimSpace(v[start:i]); s != "" {
+				out = append(out, s)
+			}
+			start = i + 1
+		}
+	}
+	if s := strings.TrimSpace(v[start:]); s != "" {
+		out = append(out, s)
+	}
+	return out
+}

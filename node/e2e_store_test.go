@@ -535,6 +535,11 @@ func TestStoreSurvivesTwoKillsInARow(t *testing.T) {
 		t.Fatal(err)
 	}
 	doomed := 0
+	pairs := map[string]int{}
+	for _, h := range live {
+		pairs[strings.Join(slices.Sorted(slices.Values(h)), "+")]++
+	}
+	t.Logf("DEBUG pairs %v", pairs)
 	for _, h := range live {
 		if sameSet(h, []string{"n2", "n4"}) {
 			doomed++

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -22,8 +24,10 @@ import (
 func startThree(t *testing.T, subnet string) *proctest.Cluster {
 	t.Helper()
 	c := proctest.NewCluster(t, "example.test", subnet)
-	first := subnet + "11"
-	c.StartNode("n1", certs.IssueRequest{}, nil)
+	first := c.NextIP()
+	c.IssueNode("n1", certs.IssueRequest{})
+	cfg := strings.Replace(proctest.DefaultConfig("n1", nil, `metrics: {listen: "%IP%:9100"}`), "log: {level: debug}", "log: {level: debug, format: json}", 1)
+	c.Start("n1", first, c.WriteConfig("n1", first, cfg))
 	c.StartNode("n2", certs.IssueRequest{}, []string{first})
 	c.StartNode("n3", certs.IssueRequest{}, []string{first})
 	return c
@@ -59,6 +63,21 @@ func TestThreeNodesFormMeshWithin5s(t *testing.T) {
 	}
 	if len(owners) != 1 {
 		t.Fatalf("nodes disagree on the owner: %v", owners)
+	}
+	// Metrics for scrapers on the plain listener; JSON logs by config.
+	resp, err := http.Get("http://" + c.Subnet + "11:9100/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`sipmesh_overlay_members{state="alive"} 3`, "sipmesh_overlay_gossip_sent_bytes_total", "sipmesh_overlay_transport_connections"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if first := strings.SplitN(c.Node("n1").LogText(), "\n", 2)[0]; !strings.HasPrefix(first, "{") {
+		t.Errorf("log.format json: first log line %q", first)
 	}
 	// Human output is an aligned table.
 	out, err := c.CLI("members", "--config", c.Node("n1").Config)

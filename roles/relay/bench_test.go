@@ -8,14 +8,15 @@ package relay_test
 // of the process per forwarded packet, the relay's goroutines included).
 //
 // BenchmarkLoad runs SIPMESH_RELAY_BENCH_STREAMS (default 1,000) RTP
-// streams of 50 packets/s (500 calls, both directions) for
-// SIPMESH_RELAY_BENCH_SECONDS (default 5) through, in turn: no forwarder
-// (the endpoints send to each other: the load generator's own latency), a
-// minimal Go UDP forwarder (recvfrom/sendto, nothing else) and the relay.
-// Each forwarder runs in a child process (this test binary re-executed) so
-// that its CPU time is measured alone. It reports per forwarder the
-// packets forwarded per CPU-second (= per core), CPU per 1,000 packets,
-// one-way latency p50/p99 and the relay/baseline ratios.
+// streams of 50 packets/s (500 calls, both directions) through, switching
+// every 500 ms: no forwarder (the endpoints send to each other: the load
+// generator's own latency), a minimal Go UDP forwarder (recvfrom/sendto,
+// nothing else) and the relay, SIPMESH_RELAY_BENCH_SECONDS (default 5) of
+// measured phases each. Interleaving gives all three the same machine
+// conditions. Each forwarder runs in a child process (this test binary
+// re-executed) so that its CPU time is measured alone. It reports per
+// forwarder the packets forwarded per CPU-second (= per core), CPU per
+// 1,000 packets, one-way latency p50/p99 and the relay/baseline ratios.
 
 import (
 	"bufio"
@@ -26,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -304,7 +306,7 @@ func (h *histogram) quantile(q float64) float64 {
 	return float64(len(h.us) - 1)
 }
 
-// loadResult is one forwarder's figures over the measured window.
+// loadResult is one forwarder's figures over its measured phases.
 type loadResult struct {
 	sent, received uint64
 	window, cpu    time.Duration
@@ -323,50 +325,49 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// Load modes: where the generator's streams go.
+const (
+	modeDirect = iota // endpoint to endpoint: the generator's own latency
+	modeBaseline
+	modeRelay
+	modes
+)
+
+var modeNames = [modes]string{"direct", "baseline", "relay"}
+
 func BenchmarkLoad(b *testing.B) {
 	streams := envInt("SIPMESH_RELAY_BENCH_STREAMS", 1000)
 	seconds := envInt("SIPMESH_RELAY_BENCH_SECONDS", 5)
-	calls := streams / 2
-	window := time.Duration(seconds) * time.Second
-	genIP := testIP(b, 30)
-
-	direct := runLoad(b, genIP, calls, window, "")
-	base := runLoad(b, genIP, calls, window, "baseline")
-	rel := runLoad(b, genIP, calls, window, "relay")
+	res := runLoad(b, streams/2, time.Duration(seconds)*time.Second)
+	direct, base, rel := res[modeDirect], res[modeBaseline], res[modeRelay]
 
 	b.ReportMetric(direct.p50, "direct-p50-µs")
 	b.ReportMetric(direct.p99, "direct-p99-µs")
-	for _, x := range []struct {
-		name string
-		r    loadResult
-	}{{"baseline", base}, {"relay", rel}} {
-		b.ReportMetric(x.r.ppsPerCore(), x.name+"-pkt/s/core")
-		b.ReportMetric(x.r.cpuPer1000(), x.name+"-cpu-ms/1kpkt")
-		b.ReportMetric(x.r.p50-direct.p50, x.name+"-added-p50-µs")
-		b.ReportMetric(x.r.p99-direct.p99, x.name+"-added-p99-µs")
-		b.ReportMetric(100*(1-float64(x.r.received)/float64(x.r.sent)), x.name+"-loss-%")
+	for _, m := range []int{modeBaseline, modeRelay} {
+		r, name := res[m], modeNames[m]
+		b.ReportMetric(r.ppsPerCore(), name+"-pkt/s/core")
+		b.ReportMetric(r.cpuPer1000(), name+"-cpu-ms/1kpkt")
+		b.ReportMetric(r.p50, name+"-p50-µs")
+		b.ReportMetric(r.p99, name+"-p99-µs")
+		b.ReportMetric(100*(1-float64(r.received)/float64(r.sent)), name+"-loss-%")
 	}
 	b.ReportMetric(rel.cpuPer1000()/base.cpuPer1000(), "relay/baseline-cpu")
-	b.Logf("%d streams x 50 pkt/s for %s on loopback", streams, window)
-	for _, x := range []struct {
-		name string
-		r    loadResult
-	}{{"direct", direct}, {"baseline", base}, {"relay", rel}} {
-		r := x.r
-		b.Logf("%-8s sent %d received %d (%.0f pkt/s) cpu %s -> %.0f pkt/s/core, %.3f ms CPU/1000 pkt, latency p50 %.0f µs p99 %.0f µs",
-			x.name, r.sent, r.received, float64(r.received)/r.window.Seconds(), r.cpu.Round(time.Millisecond), r.ppsPerCore(), r.cpuPer1000(), r.p50, r.p99)
+	b.ReportMetric(rel.ppsPerCore()/base.ppsPerCore(), "relay/baseline-pkt/s/core")
+	b.Logf("%d streams x 50 pkt/s, %s per forwarder in interleaved 500 ms phases, loopback, GOMAXPROCS %d", 2*(streams/2), time.Duration(seconds)*time.Second, runtime.GOMAXPROCS(0))
+	for m, r := range res {
+		b.Logf("%-8s sent %d received %d (%.0f pkt/s) cpu %s -> %.0f pkt/s/core, %.3f ms CPU/1000 pkt, latency p50 %.0f µs p99 %.0f µs (added over direct: p50 %.0f µs p99 %.0f µs)",
+			modeNames[m], r.sent, r.received, float64(r.received)/r.window.Seconds(), r.cpu.Round(time.Millisecond),
+			r.ppsPerCore(), r.cpuPer1000(), r.p50, r.p99, r.p50-direct.p50, r.p99-direct.p99)
 	}
 }
 
-// runLoad runs the load through a forwarder child process of mode, or
-// endpoint to endpoint for mode "".
-func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mode string) loadResult {
+// runLoad sends 50 packets/s on each of 2*calls streams, switching every
+// 500 ms between no forwarder, the baseline child and the relay child, so
+// that all three see the same machine conditions; each gets window of
+// measured phases in total.
+func runLoad(b *testing.B, calls int, window time.Duration) [modes]loadResult {
 	b.Helper()
-	type stream struct {
-		conn *net.UDPConn
-		dst  netip.AddrPort
-		ssrc uint32
-	}
+	genIP := testIP(b, 30)
 	conns := make([]*net.UDPConn, 2*calls)
 	for i := range conns {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(genIP, 0)))
@@ -381,36 +382,39 @@ func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mo
 		}
 	}()
 	addr := func(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
-	streams := make([]stream, 0, 2*calls)
-	var fw *child
-	if mode == "" {
-		for i := range calls {
-			a, z := conns[2*i], conns[2*i+1]
-			streams = append(streams, stream{a, addr(z), uint32(2 * i)}, stream{z, addr(a), uint32(2*i + 1)})
-		}
-	} else {
-		setup := childSetup{Mode: mode, IP: testIP(b, 31).String()}
-		if mode == "baseline" {
-			setup.IP = testIP(b, 32).String()
-		}
+	type stream struct {
+		conn *net.UDPConn
+		dst  [modes]netip.AddrPort
+		ssrc uint32
+	}
+	streams := make([]stream, 2*calls)
+	for i := range calls {
+		a, z := conns[2*i], conns[2*i+1]
+		streams[2*i] = stream{conn: a, ssrc: uint32(2 * i)}
+		streams[2*i+1] = stream{conn: z, ssrc: uint32(2*i + 1)}
+		streams[2*i].dst[modeDirect] = addr(z)
+		streams[2*i+1].dst[modeDirect] = addr(a)
+	}
+	var children [modes]*child
+	for m, ip := range map[int]byte{modeBaseline: 32, modeRelay: 31} {
+		setup := childSetup{Mode: modeNames[m], IP: testIP(b, ip).String()}
 		for i := range calls {
 			setup.Peers = append(setup.Peers, [2]string{addr(conns[2*i]).String(), addr(conns[2*i+1]).String()})
 		}
-		var ready childReady
-		fw, ready = startChild(b, setup)
+		c, ready := startChild(b, setup)
+		children[m] = c
 		for i, ep := range ready.Endpoints {
-			streams = append(streams,
-				stream{conns[2*i], netip.MustParseAddrPort(ep[0]), uint32(2 * i)},
-				stream{conns[2*i+1], netip.MustParseAddrPort(ep[1]), uint32(2*i + 1)})
+			streams[2*i].dst[m] = netip.MustParseAddrPort(ep[0])
+			streams[2*i+1].dst[m] = netip.MustParseAddrPort(ep[1])
 		}
 	}
 
+	// phase: mode in the low byte, bit 8 set while measured.
+	const measured = 1 << 8
+	var phase atomic.Int32
 	base := time.Now()
-	var hist histogram
-	var received atomic.Uint64
-	// Packets sent in [from, to) (ns since base) are counted and measured.
-	var from, to atomic.Int64
-	from.Store(1 << 62)
+	var hist [modes]histogram
+	var sent, received [modes]atomic.Uint64
 	var rwg sync.WaitGroup
 	for _, c := range conns {
 		rwg.Add(1)
@@ -422,15 +426,12 @@ func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mo
 				if err != nil {
 					return
 				}
-				if n < 20 {
+				if n < 22 || buf[21] == 0 {
 					continue
 				}
-				sentAt := int64(binary.BigEndian.Uint64(buf[12:]))
-				if sentAt < from.Load() || sentAt >= to.Load() {
-					continue
-				}
-				hist.add(time.Since(base) - time.Duration(sentAt))
-				received.Add(1)
+				m := buf[20] % modes
+				hist[m].add(time.Since(base) - time.Duration(binary.BigEndian.Uint64(buf[12:])))
+				received[m].Add(1)
 			}
 		}()
 	}
@@ -438,7 +439,6 @@ func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mo
 	// Senders: 4 goroutines; every 2 ms each sends to a tenth of its
 	// streams, so every stream sends every 20 ms (50 packets/s).
 	const senders, slots = 4, 10
-	var sent atomic.Uint64
 	stop := make(chan struct{})
 	var swg sync.WaitGroup
 	for g := range senders {
@@ -460,36 +460,48 @@ func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mo
 					if (i/senders)%slots != slot {
 						continue
 					}
+					ph := phase.Load()
+					m := int(ph & 0xff)
 					s := streams[i]
 					seq[i]++
 					binary.BigEndian.PutUint16(pkt[2:], seq[i])
 					binary.BigEndian.PutUint32(pkt[8:], s.ssrc)
-					at := int64(time.Since(base))
-					binary.BigEndian.PutUint64(pkt[12:], uint64(at))
-					if _, err := s.conn.WriteToUDPAddrPort(pkt, s.dst); err == nil && at >= from.Load() && at < to.Load() {
-						sent.Add(1)
+					binary.BigEndian.PutUint64(pkt[12:], uint64(time.Since(base)))
+					pkt[20] = byte(m)
+					pkt[21] = byte(ph >> 8)
+					if _, err := s.conn.WriteToUDPAddrPort(pkt, s.dst[m]); err == nil && ph&measured != 0 {
+						sent[m].Add(1)
 					}
 				}
 			}
 		}()
 	}
-	// Warm up (latching, buffers), measure, then let the tail arrive.
-	time.Sleep(500 * time.Millisecond)
-	var cpu0 time.Duration
-	if fw != nil {
-		cpu0 = fw.cpu(b)
+
+	var res [modes]loadResult
+	// Warm up every path (latching, socket buffers, page faults).
+	for m := range modes {
+		phase.Store(int32(m))
+		time.Sleep(300 * time.Millisecond)
 	}
-	to.Store(1 << 62)
-	t0 := time.Now()
-	from.Store(int64(t0.Sub(base)))
-	time.Sleep(window)
-	to.Store(int64(time.Since(base)))
-	elapsed := time.Since(t0)
-	var cpu time.Duration
-	if fw != nil {
-		cpu = fw.cpu(b) - cpu0
+	const phaseLen = 500 * time.Millisecond
+	rounds := max(1, int(window/phaseLen))
+	for range rounds {
+		for m := range modes {
+			var cpu0 time.Duration
+			if children[m] != nil {
+				cpu0 = children[m].cpu(b)
+			}
+			t0 := time.Now()
+			phase.Store(int32(m) | measured)
+			time.Sleep(phaseLen)
+			phase.Store(int32(m))
+			res[m].window += time.Since(t0)
+			if children[m] != nil {
+				res[m].cpu += children[m].cpu(b) - cpu0
+			}
+		}
 	}
-	// Packets still in flight arrive within the relay's p99 by far.
+	// Packets still in flight arrive well within this.
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	swg.Wait()
@@ -497,8 +509,12 @@ func runLoad(b *testing.B, genIP netip.Addr, calls int, window time.Duration, mo
 		c.Close()
 	}
 	rwg.Wait()
-	if fw != nil {
-		fw.stop()
+	for m := range modes {
+		res[m].sent, res[m].received = sent[m].Load(), received[m].Load()
+		res[m].p50, res[m].p99 = hist[m].quantile(0.50), hist[m].quantile(0.99)
+		if children[m] != nil {
+			children[m].stop()
+		}
 	}
-	return loadResult{sent: sent.Load(), received: received.Load(), window: elapsed, cpu: cpu, p50: hist.quantile(0.50), p99: hist.quantile(0.99)}
+	return res
 }

@@ -27,7 +27,7 @@ dev: build
 
 # Regenerates the committed gRPC code (needs protoc from Debian's
 # protobuf-compiler; the Go plugins are installed at pinned versions).
-PROTO_DIRS := overlay/rpc/proto
+PROTO_DIRS := overlay/rpc/proto roles/relay/relaypb
 proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2

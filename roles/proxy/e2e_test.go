@@ -3,9 +3,13 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,6 +45,8 @@ type sipp struct {
 	out  *proctest.Buffer
 	done chan struct{}
 	err  error
+	// calls is how many calls a load client was told to make.
+	calls int
 }
 
 // startSipp runs sipp in its own folder; it is killed when the test ends.
@@ -405,6 +411,21 @@ func TestMeshRegisterAndCall(t *testing.T) {
 			t.Errorf("wrong password: sipp exit %d\n%s", code, s.report())
 		}
 		replayedNonceCount(t, edge.IP, "127.0.40.108")
+
+		// A nonce issued by one node is good on another (stateless,
+		// signed with the cluster's secret).
+		res := exchange(t, edge.IP, "127.0.40.108", register("idle", "1", ""))
+		if res = exchange(t, entry.IP, "127.0.40.108", register("idle", "2", digestAuth(res, "idle", "idle-pw", 1))); !strings.HasPrefix(res, "SIP/2.0 200") {
+			t.Errorf("nonce from %s answered to %s: want 200, got %q", edge.Name, entry.Name, firstLine(res))
+		}
+
+		// A nonce the cluster issued ten minutes ago, answered with the
+		// right password, is stale: 401 with stale=true (RFC 7616 §3.3).
+		old := staleChallenge(t, filepath.Join(c.Dir, "ca.crt"), time.Now().Add(-10*time.Minute))
+		res = exchange(t, entry.IP, "127.0.40.108", register("idle", "3", digestAuth(old, "idle", "idle-pw", 1)))
+		if !strings.HasPrefix(res, "SIP/2.0 401") || !strings.Contains(strings.ToLower(res), "stale=true") {
+			t.Errorf("stale nonce: want 401 with stale=true, got\n%s", res)
+		}
 	})
 
 	t.Run("owner SIGKILLed", func(t *testing.T) {
@@ -492,6 +513,32 @@ func param(h, name string) string {
 }
 
 func md5hex(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
+
+// staleChallenge builds a 401 carrying a nonce the cluster would have
+// issued at when: the format of roles/digest (base64url(time | random |
+// HMAC(key, time | random | realm))) under the secret node/sip.go derives
+// from the CA certificate.
+func staleChallenge(t *testing.T, caPath string, when time.Time) string {
+	ca, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, []byte("sipmesh digest nonce secret v1"))
+	m.Write(ca)
+	m.Write([]byte(domain))
+	m = hmac.New(sha256.New, m.Sum(nil))
+	m.Write([]byte("sipmesh digest nonce v1"))
+	key := m.Sum(nil)
+	b := make([]byte, 20, 52)
+	binary.BigEndian.PutUint64(b, uint64(when.Unix()))
+	copy(b[8:], "0123456789ab")
+	m = hmac.New(sha256.New, key)
+	m.Write(b)
+	m.Write([]byte(domain))
+	b = append(b, m.Sum(nil)...)
+	return "SIP/2.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"" + domain + "\", nonce=\"" +
+		base64.RawURLEncoding.EncodeToString(b) + "\", algorithm=MD5, qop=\"auth\"\r\n\r\n"
+}
 
 // digestAuth answers the MD5 challenge of a 401 for a REGISTER to the
 // domain with nonce-count nc.

@@ -279,8 +279,8 @@ func (c *child) stop() {
 	}
 }
 
-// histogram of latencies in microseconds, 0 … 100 ms.
-type histogram struct{ us [100001]atomic.Uint64 }
+// histogram of latencies in microseconds, 0 … 1 s.
+type histogram struct{ us [1000001]atomic.Uint64 }
 
 func (h *histogram) add(d time.Duration) {
 	us := min(max(d.Microseconds(), 0), int64(len(h.us)-1))

@@ -1,12 +1,14 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,27 @@ func TestControlOverRPC(t *testing.T) {
 	go func() { done <- remote.Watch(wctx, func(si relay.SessionInfo) { events <- si }) }()
 
 	a, b := newEndpoint(t, ip), newEndpoint(t, ip)
-	al := allocate(t, remote, "rpc-call", relay.StreamSpec{A: relay.Peer{RTP: a.addr()}, B: relay.Peer{RTP: b.addr()}})
+	// The proxy's flow: a's offer gives a's address; b's answer gives b's.
+	offer := crlf("v=0\no=a 1 1 IN IP4 " + a.addr().Addr().String() + "\ns=-\nc=IN IP4 " + a.addr().Addr().String() +
+		"\nt=0 0\nm=audio " + strconv.Itoa(int(a.addr().Port())) + " RTP/AVP 0\n")
+	media, err := relay.ParseSDP(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := allocate(t, remote, "rpc-call", relay.StreamSpec{A: media[0].Peer()})
+	toB, err := relay.RewriteSDP(offer, al.ForB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := relay.ParseSDP(toB); m[0].RTP != al.Streams[0].B.RTP {
+		t.Fatalf("offer sent to b names %s, want the relay's %s", m[0].RTP, al.Streams[0].B.RTP)
+	}
+	if _, err := remote.Update(tctx, relay.UpdateRequest{CallID: "rpc-call", Streams: []relay.StreamSpec{{B: relay.Peer{RTP: b.addr()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if toA, err := relay.RewriteSDP(offer, al.ForA()); err != nil || !bytes.Contains(toA, []byte(strconv.Itoa(int(al.Streams[0].A.RTP.Port())))) {
+		t.Fatalf("answer to a: %v\n%s", err, toA)
+	}
 	p := rtpPacket(5, 1, "over rpc")
 	a.send(al.Streams[0].A.RTP, p)
 	b.expect(p, al.Streams[0].B.RTP)

@@ -162,6 +162,26 @@ type Allocation struct {
 	Streams []StreamAllocation
 }
 
+// ForA returns the endpoints to write into SDP sent to party a (the
+// caller), one per stream: the argument of RewriteSDP.
+func (a Allocation) ForA() []Endpoint {
+	out := make([]Endpoint, len(a.Streams))
+	for i, s := range a.Streams {
+		out[i] = s.A
+	}
+	return out
+}
+
+// ForB returns the endpoints to write into SDP sent to party b (the
+// callee), one per stream.
+func (a Allocation) ForB() []Endpoint {
+	out := make([]Endpoint, len(a.Streams))
+	for i, s := range a.Streams {
+		out[i] = s.B
+	}
+	return out
+}
+
 // StreamAllocation is the relay's port pairs of one media stream.
 type StreamAllocation struct{ A, B Endpoint }
 

@@ -66,6 +66,7 @@ func (n *Node) serveAdmin() {
 	mux.HandleFunc("GET "+PathRing, n.handleRing)
 	mux.HandleFunc("GET "+PathLookup, n.handleLookup)
 	mux.HandleFunc("GET "+PathDNSRecords, n.handleDNSRecords)
+	mux.HandleFunc("GET "+PathRelaySessions, n.handleRelaySessions)
 	mux.HandleFunc("POST "+PathRecordsPut, n.handleRecordsPut)
 	mux.HandleFunc("POST "+PathRecordsGet, n.handleRecordsGet)
 	metrics := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // AdminClient talks to a node's admin API with an operator or node
@@ -154,4 +155,10 @@ func (c *AdminClient) PutRecords(ctx context.Context, role string, recs []Record
 func (c *AdminClient) GetRecords(ctx context.Context, role string, keys []string) (map[string][]map[string]any, error) {
 	var out map[string][]map[string]any
 	return out, c.post(ctx, PathRecordsGet, RecordsGetJSON{Role: role, Keys: keys}, &out)
+}
+
+// RelaySessions lists the media sessions of the node's relay.
+func (c *AdminClient) RelaySessions(ctx context.Context) ([]relay.SessionInfo, error) {
+	var out []relay.SessionInfo
+	return out, c.get(ctx, PathRelaySessions, nil, &out)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/store"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // Bounds of a graceful shutdown: hand records off, then leave.
@@ -41,6 +42,7 @@ type Node struct {
 	rpcServer  *rpc.Server
 	rpcClient  *rpc.Client
 	stores     *store.Registry
+	relay      *relay.Relay
 	dnsServer  *dnsprov.Server
 	dnsUpdater *dnsprov.Updater
 	adminLn    net.Listener

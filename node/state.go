@@ -9,6 +9,7 @@ import (
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/store"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // storedRoles are the roles whose state lives in a replicated store. Every
@@ -47,6 +48,12 @@ func (n *Node) startState() error {
 		}
 	}
 	n.stores.Register(srv)
+	if n.relay, err = n.newRelay(); err != nil {
+		return err
+	}
+	if n.relay != nil {
+		relay.NewService(n.relay).Register(srv)
+	}
 	go func() {
 		if err := srv.Serve(n.rpcLn); err != nil {
 			n.log.Error("rpc server stopped", "err", err)
@@ -78,6 +85,9 @@ func (n *Node) stopState() {
 	defer cancel()
 	n.rpcServer.GracefulStop(ctx)
 	n.rpcClient.Close()
+	if n.relay != nil {
+		n.relay.Close()
+	}
 }
 
 // recordJSON is one stored record as `sipmesh lookup` shows it: the store's

@@ -10,8 +10,10 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sipmesh/sipmesh/node"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // connFlags are the flags that say which node to ask and as whom.
@@ -199,4 +201,22 @@ func cmdDNSRecords(ctx context.Context, env *cliEnv, args []string) error {
 		rows = append(rows, []string{r.Name, fmt.Sprint(r.TTL), r.Type, r.Data})
 	}
 	return table(env.stdout, "NAME\tTTL\tTYPE\tDATA", rows)
+}
+
+func cmdRelaySessions(ctx context.Context, env *cliEnv, args []string) error {
+	var c connFlags
+	fs := newFlags(env, "relay sessions", "[--json] [connection flags]")
+	c.register(fs)
+	cl, _, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	ss, err := cl.RelaySessions(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(env.stdout, ss)
+	}
+	return relay.WriteTable(env.stdout, ss, time.Now())
 }

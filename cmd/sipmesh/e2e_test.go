@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +78,10 @@ func TestThreeNodesFormMeshWithin5s(t *testing.T) {
 	}
 	if first := strings.SplitN(c.Node("n1").LogText(), "\n", 2)[0]; !strings.HasPrefix(first, "{") {
 		t.Errorf("log.format json: first log line %q", first)
+	}
+	// The relay role runs: its session list answers (empty).
+	if out, err := c.CLI("relay", "sessions", "--json", "--config", c.Node("n2").Config); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("relay sessions: %v %q", err, out)
 	}
 	// Human output is an aligned table.
 	out, err := c.CLI("members", "--config", c.Node("n1").Config)

@@ -42,6 +42,7 @@ func commands() []command {
 		{"ring", "[--role R] [--json] [connection flags]", "show how partitions are shared", cmdRing},
 		{"lookup", "KEY [--role R] [--json] [connection flags]", "show where a key (an AOR) lives", cmdLookup},
 		{"dns records", "[--json] [connection flags]", "show the DNS records the mesh publishes", cmdDNSRecords},
+		{"relay sessions", "[--json] [connection flags]", "list the media sessions of a node's relay", cmdRelaySessions},
 		{"version", "", "print the version", cmdVersion},
 	}
 }

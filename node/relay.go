@@ -1,0 +1,67 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/relay"
+)
+
+// defaultRelayPorts is used when a relay node's config has no relay.ports.
+const defaultRelayPorts = "40000-49999"
+
+// newRelay builds the RTP relay engine when the node has the relay role
+// (nil otherwise).
+func (n *Node) newRelay() (*relay.Relay, error) {
+	if !n.hasRole(certs.RoleRelay) {
+		return nil, nil
+	}
+	ports := n.cfg.Relay.Ports
+	if ports == "" {
+		ports = defaultRelayPorts
+	}
+	lo, hi, err := ParsePortRange(ports)
+	if err != nil {
+		return nil, fmt.Errorf("node: key \"relay.ports\": %w", err)
+	}
+	ip, err := netip.ParseAddr(n.cfg.Node.Address)
+	if err != nil {
+		return nil, fmt.Errorf("node: key \"node.address\": %w", err)
+	}
+	rc := relay.DefaultConfig()
+	rc.Interfaces = []relay.Interface{{Bind: ip}}
+	rc.PortMin, rc.PortMax = lo, hi
+	rc.Logger = n.log.With("component", "relay")
+	r, err := relay.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return r, nil
+}
+
+func (n *Node) hasRole(role string) bool {
+	for _, r := range n.roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// PathRelaySessions is the admin path of `sipmesh relay sessions`.
+const PathRelaySessions = "/v1/relay/sessions"
+
+func (n *Node) handleRelaySessions(w http.ResponseWriter, r *http.Request) {
+	if n.relay == nil {
+		writeJSON(w, http.StatusOK, []relay.SessionInfo{})
+		return
+	}
+	ss, err := n.relay.Sessions(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorJSON{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ss)
+}

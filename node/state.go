@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
@@ -105,7 +106,9 @@ func recordJSON(r store.Record, now time.Time) map[string]any {
 	}
 	out["id"] = r.ID
 	out["writer"] = r.Writer
-	out["version"] = r.Version
+	// A string: hybrid-clock versions exceed what JSON numbers read as
+	// floats hold exactly.
+	out["version"] = strconv.FormatUint(r.Version, 10)
 	if !r.Expires.IsZero() {
 		out["expires"] = int(r.Expires.Sub(now).Round(time.Second).Seconds())
 	}

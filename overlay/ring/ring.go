@@ -2,6 +2,8 @@ package ring
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
@@ -79,15 +81,28 @@ func New(nodes []Node, partitions int) *Ring {
 		name := r.c.GetPartitionOwner(p).String()
 		r.owners[p] = name
 		r.load[name]++
-		// consistent's closest-N starts at the partition's hash point, which
-		// may differ from the bounded-load owner: the owner always comes first.
-		order := []string{name}
-		closest, _ := r.c.GetClosestNForPartition(p, len(sorted))
-		for _, m := range closest {
-			if m.String() != name {
-				order = append(order, m.String())
+		// Replicas follow the owner in an order of their own per partition
+		// (rendezvous hashing on partition and name): consistent's
+		// closest-N walks from the owner's own hash, which would give every
+		// owner one fixed successor and put a dead node's re-copying on two
+		// neighbours only.
+		order := make([]string, 0, len(sorted))
+		for _, nd := range sorted {
+			if nd.Name != name {
+				order = append(order, nd.Name)
 			}
 		}
+		slices.SortFunc(order, func(a, b string) int {
+			ha, hb := rendezvous(p, a), rendezvous(p, b)
+			switch {
+			case ha > hb:
+				return -1
+			case ha < hb:
+				return 1
+			}
+			return strings.Compare(a, b)
+		})
+		order = append([]string{name}, order...)
 		r.order[p] = order
 	}
 	return r
@@ -127,7 +142,8 @@ func (r *Ring) PartitionOwner(p int) (Node, bool) {
 }
 
 // Replicas returns up to n holders of key: the owner first, then one node
-// of each datacenter not yet covered, then the rest in ring order.
+// of each datacenter not yet covered, then the rest, in an order of the
+// partition's own (rendezvous hashing) so that replica sets spread evenly.
 func (r *Ring) Replicas(key string, n int) []Node {
 	return r.PartitionReplicas(r.Partition(key), n)
 }
@@ -162,4 +178,9 @@ func (r *Ring) PartitionReplicas(p, n int) []Node {
 		}
 	}
 	return out
+}
+
+// rendezvous scores a node for a partition's replica order.
+func rendezvous(p int, name string) uint64 {
+	return xxhash.Sum64String(strconv.Itoa(p) + "/" + name)
 }

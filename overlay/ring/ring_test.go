@@ -134,3 +134,22 @@ func BenchmarkJoinMovement(b *testing.B) {
 	}
 	b.ReportMetric(frac, "moved-fraction")
 }
+
+// Replica pairs spread over the nodes: with 5 nodes and R=2 every pair of
+// nodes holds some partitions together, so a dead node's data is re-copied
+// from and to every survivor, not two neighbours.
+func TestReplicaPairsSpread(t *testing.T) {
+	r := New(nodes(5), 0)
+	pairs := map[[2]string]int{}
+	for p := 0; p < r.Partitions(); p++ {
+		reps := r.PartitionReplicas(p, 2)
+		a, b := reps[0].Name, reps[1].Name
+		if a > b {
+			a, b = b, a
+		}
+		pairs[[2]string{a, b}]++
+	}
+	if len(pairs) != 10 {
+		t.Fatalf("%d of 10 node pairs hold partitions together: %v", len(pairs), pairs)
+	}
+}

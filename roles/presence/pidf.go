@@ -124,12 +124,13 @@ func Compose(entity string, docs []string) []byte {
 func writeElem(b *bytes.Buffer, name string, e rawElem) {
 	b.WriteString("<" + name)
 	for _, a := range e.Attrs {
-		if a.Name.Space != "" && a.Name.Space != "xml" {
-			continue // namespaced attributes would need their prefix back
-		}
-		b.WriteString(" ")
-		if a.Name.Space == "xml" {
-			b.WriteString("xml:")
+		switch a.Name.Space {
+		case "":
+			b.WriteString(" ")
+		case "xml", "xmlns":
+			b.WriteString(" " + a.Name.Space + ":")
+		default:
+			continue // a namespaced attribute would need its prefix back
 		}
 		b.WriteString(a.Name.Local + `="`)
 		xml.EscapeText(b, []byte(a.Value))

@@ -81,6 +81,11 @@ type Config struct {
 	Auth Authenticator
 	// Mesh identifies peers and registrars; required.
 	Mesh Mesh
+	// RateLimit is the most messages per second accepted from one source
+	// IP other than a mesh peer (pike); 0 means no limit. RateBurst is the
+	// bucket size (default twice the rate).
+	RateLimit float64
+	RateBurst int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -95,6 +100,7 @@ type Proxy struct {
 	txl    *sip.TransactionLayer
 	valid  *sipmsg.Validator
 	flows  *flowKeys
+	pike   *pike
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -124,6 +130,9 @@ func New(cfg Config) (p *Proxy, err error) {
 		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
 	p.cfg.Domain = strings.ToLower(cfg.Domain)
 	p.valid = sipmsg.New(sipmsg.WithLogger(log))
+	if cfg.RateLimit > 0 {
+		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)
+	}
 	defer func() {
 		if err != nil {
 			p.closeListeners()
@@ -164,7 +173,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(txLog),
-			sip.WithTransportLayerReadFilter(p.valid.DatagramFilter(p.reject)),
+			sip.WithTransportLayerReadFilter(p.readFilter(p.valid.DatagramFilter(p.reject))),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(txLog),
@@ -269,6 +278,27 @@ func (p *Proxy) closeListeners() {
 	for _, l := range p.lns {
 		l.ln.Close()
 	}
+}
+
+// readFilter drops datagrams of sources over the rate limit before they
+// are parsed; stream transports are limited per request in onRequest.
+func (p *Proxy) readFilter(next sip.TransportReadFilter) sip.TransportReadFilter {
+	if p.pike == nil {
+		return next
+	}
+	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+		if strings.EqualFold(props.Transport, "udp") && props.RemoteAddr != nil {
+			if host, _, err := net.SplitHostPort(props.RemoteAddr.String()); err == nil && !p.admit(host) {
+				return nil, nil
+			}
+		}
+		return next(props, data)
+	}
+}
+
+// admit reports whether a message from ip may be processed.
+func (p *Proxy) admit(ip string) bool {
+	return p.pike == nil || p.cfg.Mesh.IsPeer(ip) || p.pike.allow(ip)
 }
 
 // reject answers a datagram that sipmsg refused, from the socket it came

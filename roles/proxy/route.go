@@ -55,6 +55,9 @@ type target struct {
 
 func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if sip.IsReliable(req.Transport()) {
+		if host, _, err := net.SplitHostPort(req.Source()); err == nil && !p.admit(host) {
+			return // over the per-source limit: dropped (pike)
+		}
 		// Datagrams were checked by the read filter; streams only now.
 		if err := p.valid.Validate(req); err != nil {
 			if res := sipstatus.Response(req, err); res != nil {

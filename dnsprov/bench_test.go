@@ -97,7 +97,7 @@ func BenchmarkDeathToRemovalRFC2136(b *testing.B) {
 	ctx := context.Background()
 	var survivors []*Updater
 	for _, n := range []string{"n1", "n2"} {
-		u, err := NewUpdater(ns.updaterConfig(), mesh.view(n), nil)
+		u, err := NewUpdater(updaterConfig(ns), mesh.view(n), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func BenchmarkDeathToRemovalRFC2136(b *testing.B) {
 	addrGone := func() bool {
 		m := new(dns.Msg)
 		m.SetQuestion("n3."+testCluster+".", dns.TypeA)
-		r, _, err := c.Exchange(m, ns.addr)
+		r, _, err := c.Exchange(m, ns.Addr)
 		return err == nil && r.Rcode == dns.RcodeNameError
 	}
 	b.ResetTimer()
@@ -123,20 +123,20 @@ func BenchmarkDeathToRemovalRFC2136(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		n3, err := NewUpdater(ns.updaterConfig(), mesh.view("n3"), nil)
+		n3, err := NewUpdater(updaterConfig(ns), mesh.view("n3"), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if err := n3.Sync(ctx); err != nil {
 			b.Fatal(err)
 		}
-		if _, has := srvHas(b, c, ns.addr, name, "n3"); !has {
+		if _, has := srvHas(b, c, ns.Addr, name, "n3"); !has {
 			b.Fatal("n3 not published")
 		}
 		b.StartTimer()
 		mesh.setState("n3", overlay.StateDead)
 		waitFor(b, "n3 removed from BIND", func() bool {
-			_, has := srvHas(b, c, ns.addr, name, "n3")
+			_, has := srvHas(b, c, ns.Addr, name, "n3")
 			return !has && addrGone()
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/sipmesh/sipmesh/internal/bindtest"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/ring"
 )
@@ -62,7 +63,7 @@ func ping(addr string) string {
 func targetsAt(t *testing.T, server, name string) []string {
 	t.Helper()
 	var out []string
-	for _, d := range runDig(t, server, "+norec", name, "SRV").data("SRV") {
+	for _, d := range runDig(t, server, "+norec", name, "SRV").Data("SRV") {
 		out = append(out, strings.TrimSuffix(strings.Fields(d)[3], "."+testCluster+"."))
 	}
 	slices.Sort(out)
@@ -93,7 +94,7 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	logs := &syncBuffer{}
 	ups := map[string]*Updater{}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		u, err := NewUpdater(ns.updaterConfig(), mesh.view(n), testLogger(logs).With("node", n))
+		u, err := NewUpdater(updaterConfig(ns), mesh.view(n), testLogger(logs).With("node", n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,16 +105,16 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 
 	udp := "_sip._udp." + testCluster
 	eventually(t, 10*time.Second, func() error {
-		if err := want(targetsAt(t, ns.addr, udp), "legacy.example.org.", "n1", "n2", "n3"); err != nil {
+		if err := want(targetsAt(t, ns.Addr, udp), "legacy.example.org.", "n1", "n2", "n3"); err != nil {
 			return err
 		}
-		if err := want(targetsAt(t, ns.addr, "_sipmesh._tcp."+testCluster), "n1", "n2", "n3"); err != nil {
+		if err := want(targetsAt(t, ns.Addr, "_sipmesh._tcp."+testCluster), "n1", "n2", "n3"); err != nil {
 			return err
 		}
-		if err := want(targetsAt(t, ns.addr, "_sip._udp.dc2."+testCluster), "n1", "n2", "n3"); err != nil {
+		if err := want(targetsAt(t, ns.Addr, "_sip._udp.dc2."+testCluster), "n1", "n2", "n3"); err != nil {
 			return err
 		}
-		return want(runDig(t, ns.addr, "+norec", testCluster, "NAPTR").data("NAPTR"),
+		return want(runDig(t, ns.Addr, "+norec", testCluster, "NAPTR").Data("NAPTR"),
 			`10 10 "s" "SIPS+D2T" "" _sips._tcp.example.test.`,
 			`10 20 "s" "SIP+D2T" "" _sip._tcp.example.test.`,
 			`10 30 "s" "SIP+D2U" "" _sip._udp.example.test.`,
@@ -122,18 +123,18 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 		)
 	})
 	for _, n := range []string{"n1", "n2", "n3"} {
-		a := runDig(t, ns.addr, "+norec", n+"."+testCluster, "A").data("A")
+		a := runDig(t, ns.Addr, "+norec", n+"."+testCluster, "A").Data("A")
 		if err := want(a, "127.0.77."+n[1:]); err != nil {
 			t.Errorf("A of %s: %v", n, err)
 		}
 	}
 	// Per-datacenter tree: dc2's own node first.
-	if got := runDig(t, ns.addr, "+norec", "_sip._udp.dc2."+testCluster, "SRV").data("SRV"); !strings.HasPrefix(got[0], "10 10 ") || !strings.Contains(got[0], "n3.") {
+	if got := runDig(t, ns.Addr, "+norec", "_sip._udp.dc2."+testCluster, "SRV").Data("SRV"); !strings.HasPrefix(got[0], "10 10 ") || !strings.Contains(got[0], "n3.") {
 		t.Errorf("dc2 SRV set %q: n3 should have priority 10", got)
 	}
 
 	// A phone given only the domain reaches a live node.
-	ts, err := ResolveSIP(context.Background(), ns.addr, testCluster)
+	ts, err := ResolveSIP(context.Background(), ns.Addr, testCluster)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,16 +147,16 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	crashed := time.Now()
 	mesh.setState("n3", overlay.StateDead)
 	eventually(t, 10*time.Second, func() error {
-		if err := want(targetsAt(t, ns.addr, udp), "legacy.example.org.", "n1", "n2"); err != nil {
+		if err := want(targetsAt(t, ns.Addr, udp), "legacy.example.org.", "n1", "n2"); err != nil {
 			return err
 		}
-		if r := runDig(t, ns.addr, "+norec", "n3."+testCluster, "ANY"); r.status != "NXDOMAIN" {
-			return fmt.Errorf("n3's name still exists: %s %v", r.status, r.answer)
+		if r := runDig(t, ns.Addr, "+norec", "n3."+testCluster, "ANY"); r.Status != "NXDOMAIN" {
+			return fmt.Errorf("n3's name still exists: %s %v", r.Status, r.Answer)
 		}
-		if got := runDig(t, ns.addr, "+norec", testCluster, "NAPTR").data("NAPTR"); len(got) != 4 || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "D2W") }) {
+		if got := runDig(t, ns.Addr, "+norec", testCluster, "NAPTR").Data("NAPTR"); len(got) != 4 || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "D2W") }) {
 			return fmt.Errorf("NAPTR after the only WebSocket node died: %q", got)
 		}
-		return want(targetsAt(t, ns.addr, "_sip._udp.dc2."+testCluster), "n1", "n2")
+		return want(targetsAt(t, ns.Addr, "_sip._udp.dc2."+testCluster), "n1", "n2")
 	})
 	t.Logf("dead node's records gone from BIND %v after the death notification", time.Since(crashed).Round(time.Millisecond))
 
@@ -180,7 +181,7 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	if removals != 1 {
 		t.Errorf("%d log lines about removing n3, want 1:\n%s", removals, logs.String())
 	}
-	ts, err = ResolveSIP(context.Background(), ns.addr, testCluster)
+	ts, err = ResolveSIP(context.Background(), ns.Addr, testCluster)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	if err := ups["n2"].Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := want(targetsAt(t, ns.addr, udp), "legacy.example.org.", "n1"); err != nil {
+	if err := want(targetsAt(t, ns.Addr, udp), "legacy.example.org.", "n1"); err != nil {
 		t.Fatalf("right after n2's Leave: %v", err)
 	}
 	mesh.setState("n2", overlay.StateLeft)
@@ -207,11 +208,11 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	if got := ups["n1"].Stats().DeadRemoved; got != removedBefore {
 		t.Errorf("n1 removed records of n2 although n2 had left cleanly")
 	}
-	if txt := runDig(t, ns.addr, "+norec", "n1."+testCluster, "TXT").data("TXT"); len(txt) != 2 || !slices.Contains(txt, `"owned by the operator"`) {
+	if txt := runDig(t, ns.Addr, "+norec", "n1."+testCluster, "TXT").Data("TXT"); len(txt) != 2 || !slices.Contains(txt, `"owned by the operator"`) {
 		t.Errorf("TXT at n1 = %q, want n1's marker and the operator's record", txt)
 	}
-	if got := runDig(t, ns.addr, "+norec", "n2."+testCluster, "ANY"); got.status != "NXDOMAIN" {
-		t.Errorf("n2's name after Leave: %s %v", got.status, got.answer)
+	if got := runDig(t, ns.Addr, "+norec", "n2."+testCluster, "ANY"); got.Status != "NXDOMAIN" {
+		t.Errorf("n2's name after Leave: %s %v", got.Status, got.Answer)
 	}
 }
 
@@ -236,13 +237,13 @@ func TestRFC2136WrongKeyIsRefusedAndSaidSo(t *testing.T) {
 		secret  string
 		tsigErr string
 	}{
-		{"wrong secret", ns.keyName, newSecret(t), "BADSIG"},
-		{"unknown key", "intruder", ns.secret, "BADKEY"},
+		{"wrong secret", ns.KeyName, bindtest.NewSecret(t), "BADSIG"},
+		{"unknown key", "intruder", ns.Secret, "BADKEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &syncBuffer{}
-			cfg := ns.updaterConfig()
+			cfg := updaterConfig(ns)
 			cfg.RFC2136.KeyName, cfg.RFC2136.Secret = tt.key, tt.secret
 			u, err := NewUpdater(cfg, newMesh(member("n1", "dc1", "127.0.0.101")).view("n1"), testLogger(logs))
 			if err != nil {
@@ -268,8 +269,8 @@ func TestRFC2136WrongKeyIsRefusedAndSaidSo(t *testing.T) {
 				}
 				return nil
 			})
-			if got := runDig(t, ns.addr, "+norec", "n1."+testCluster, "A"); got.status != "NXDOMAIN" {
-				t.Errorf("records published with a refused key: %v", got.answer)
+			if got := runDig(t, ns.Addr, "+norec", "n1."+testCluster, "A"); got.Status != "NXDOMAIN" {
+				t.Errorf("records published with a refused key: %v", got.Answer)
 			}
 		})
 	}
@@ -283,14 +284,14 @@ func TestRFC2136PrerequisiteProtectsANodeThatCameBack(t *testing.T) {
 	mesh := newMesh(member("n1", "dc1", "127.0.0.101"), member("n3", "dc1", "127.0.0.103"))
 	ctx := context.Background()
 
-	first, err := NewUpdater(ns.updaterConfig(), mesh.view("n3"), nil)
+	first, err := NewUpdater(updaterConfig(ns), mesh.view("n3"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	survivor, err := NewUpdater(ns.updaterConfig(), mesh.view("n1"), nil)
+	survivor, err := NewUpdater(updaterConfig(ns), mesh.view("n1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +308,7 @@ func TestRFC2136PrerequisiteProtectsANodeThatCameBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ...then n3 restarts and publishes with a new marker...
-	again, err := NewUpdater(ns.updaterConfig(), mesh.view("n3"), nil)
+	again, err := NewUpdater(updaterConfig(ns), mesh.view("n3"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,10 +324,10 @@ func TestRFC2136PrerequisiteProtectsANodeThatCameBack(t *testing.T) {
 	if !errors.As(err, &rc) || !rc.Conflict() {
 		t.Fatalf("stale delete: err = %v, want a failed prerequisite (NXRRSET)", err)
 	}
-	if got := runDig(t, ns.addr, "+norec", "n3."+testCluster, "A").data("A"); len(got) != 1 {
+	if got := runDig(t, ns.Addr, "+norec", "n3."+testCluster, "A").Data("A"); len(got) != 1 {
 		t.Fatalf("n3's address after the refused delete: %q", got)
 	}
-	if got := targetsAt(t, ns.addr, "_sip._udp."+testCluster); !slices.Contains(got, "n3") {
+	if got := targetsAt(t, ns.Addr, "_sip._udp."+testCluster); !slices.Contains(got, "n3") {
 		t.Fatalf("n3's SRV after the refused delete: %q", got)
 	}
 }
@@ -336,14 +337,14 @@ func TestRFC2136PrerequisiteProtectsANodeThatCameBack(t *testing.T) {
 func TestRFC2136OrphansWaitForGrace(t *testing.T) {
 	ns := startNamed(t)
 	ctx := context.Background()
-	orphan, err := NewUpdater(ns.updaterConfig(), newMesh(member("n9", "dc1", "127.0.0.109")).view("n9"), nil)
+	orphan, err := NewUpdater(updaterConfig(ns), newMesh(member("n9", "dc1", "127.0.0.109")).view("n9"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := orphan.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := ns.updaterConfig()
+	cfg := updaterConfig(ns)
 	cfg.RFC2136.OrphanGrace = 300 * time.Millisecond
 	u, err := NewUpdater(cfg, newMesh(member("n1", "dc1", "127.0.0.101")).view("n1"), nil)
 	if err != nil {
@@ -352,14 +353,14 @@ func TestRFC2136OrphansWaitForGrace(t *testing.T) {
 	if err := u.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := targetsAt(t, ns.addr, "_sip._udp."+testCluster); !slices.Equal(got, []string{"n1", "n9"}) {
+	if got := targetsAt(t, ns.Addr, "_sip._udp."+testCluster); !slices.Equal(got, []string{"n1", "n9"}) {
 		t.Fatalf("within the grace period: %q", got)
 	}
 	time.Sleep(cfg.RFC2136.OrphanGrace)
 	if err := u.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := targetsAt(t, ns.addr, "_sip._udp."+testCluster); !slices.Equal(got, []string{"n1"}) {
+	if got := targetsAt(t, ns.Addr, "_sip._udp."+testCluster); !slices.Equal(got, []string{"n1"}) {
 		t.Fatalf("after the grace period: %q", got)
 	}
 	if u.Stats().DeadRemoved != 1 {
@@ -422,7 +423,7 @@ func TestLoadKey(t *testing.T) {
 func TestRFC2136OwnRecordsFollowAChangedService(t *testing.T) {
 	ns := startNamed(t)
 	mesh := newMesh(member("n1", "dc1", "127.0.0.101"))
-	u, err := NewUpdater(ns.updaterConfig(), mesh.view("n1"), nil)
+	u, err := NewUpdater(updaterConfig(ns), mesh.view("n1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +432,7 @@ func TestRFC2136OwnRecordsFollowAChangedService(t *testing.T) {
 		t.Fatal(err)
 	}
 	udp := "_sip._udp." + testCluster
-	if got := runDig(t, ns.addr, "+norec", udp, "SRV").data("SRV"); !slices.Equal(got, []string{"10 10 5060 n1.example.test."}) {
+	if got := runDig(t, ns.Addr, "+norec", udp, "SRV").Data("SRV"); !slices.Equal(got, []string{"10 10 5060 n1.example.test."}) {
 		t.Fatalf("before: %q", got)
 	}
 	mesh.update(func(ms []overlay.Member) []overlay.Member {
@@ -442,13 +443,13 @@ func TestRFC2136OwnRecordsFollowAChangedService(t *testing.T) {
 	if err := u.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := runDig(t, ns.addr, "+norec", udp, "SRV").data("SRV"); !slices.Equal(got, []string{"10 10 5070 n1.example.test."}) {
+	if got := runDig(t, ns.Addr, "+norec", udp, "SRV").Data("SRV"); !slices.Equal(got, []string{"10 10 5070 n1.example.test."}) {
 		t.Fatalf("after the port moved: %q", got)
 	}
-	if got := runDig(t, ns.addr, "+norec", "_sips._tcp."+testCluster, "SRV"); got.status != "NXDOMAIN" {
-		t.Fatalf("TLS no longer offered, SRV still there: %v", got.answer)
+	if got := runDig(t, ns.Addr, "+norec", "_sips._tcp."+testCluster, "SRV"); got.Status != "NXDOMAIN" {
+		t.Fatalf("TLS no longer offered, SRV still there: %v", got.Answer)
 	}
-	if got := runDig(t, ns.addr, "+norec", testCluster, "NAPTR").data("NAPTR"); len(got) != 2 {
+	if got := runDig(t, ns.Addr, "+norec", testCluster, "NAPTR").Data("NAPTR"); len(got) != 2 {
 		t.Fatalf("NAPTR after TLS went away: %q", got)
 	}
 	if p := u.Published(); !slices.ContainsFunc(p, func(r Record) bool { return r.Type == "SRV" && r.Data == "10 10 5070 n1.example.test." }) {

@@ -21,26 +21,26 @@ func threeNodes() *fakeMesh {
 func followRFC3263(t *testing.T, server string, extra ...string) []string {
 	t.Helper()
 	naptr := runDig(t, server, append(extra, "+norec", testCluster, "NAPTR")...)
-	if naptr.status != "NOERROR" || !naptr.has("aa") || naptr.has("ra") {
-		t.Fatalf("NAPTR answer: status %s flags %v\n%s", naptr.status, naptr.flags, naptr.raw)
+	if naptr.Status != "NOERROR" || !naptr.Has("aa") || naptr.Has("ra") {
+		t.Fatalf("NAPTR answer: status %s flags %v\n%s", naptr.Status, naptr.Flags, naptr.Raw)
 	}
 	var out []string
-	for _, n := range naptr.data("NAPTR") {
+	for _, n := range naptr.Data("NAPTR") {
 		f := strings.Fields(n)
 		service, replacement := strings.Trim(f[3], `"`), f[5]
 		srv := runDig(t, server, append(extra, "+norec", replacement, "SRV")...)
-		if !srv.has("aa") {
-			t.Fatalf("SRV answer not authoritative: %s", srv.raw)
+		if !srv.Has("aa") {
+			t.Fatalf("SRV answer not authoritative: %s", srv.Raw)
 		}
-		for _, s := range srv.data("SRV") {
+		for _, s := range srv.Data("SRV") {
 			sf := strings.Fields(s)
 			port, target := sf[2], sf[3]
 			// The additional section already carries the target's address.
-			if !slices.ContainsFunc(srv.additional, func(d dig) bool { return d.name == target && d.typ == "A" }) {
+			if !slices.ContainsFunc(srv.Additional, func(d dig) bool { return d.Name == target && d.Type == "A" }) {
 				t.Errorf("SRV answer for %s lacks the A record of %s in the additional section", replacement, target)
 			}
 			a := runDig(t, server, append(extra, "+norec", target, "A")...)
-			for _, ip := range a.data("A") {
+			for _, ip := range a.Data("A") {
 				out = append(out, service+" "+ip+":"+port)
 			}
 		}
@@ -73,7 +73,7 @@ func TestServerDigFollowsNAPTRToNodesAndFollowsMembership(t *testing.T) {
 	mesh.setState("n3", overlay.StateDead)
 	eventually(t, 5*time.Second, func() error {
 		r := runDig(t, addr, "+norec", "_sip._udp."+testCluster, "SRV")
-		if got := r.data("SRV"); len(got) != 2 || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "n3.") }) {
+		if got := r.Data("SRV"); len(got) != 2 || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "n3.") }) {
 			return fmt.Errorf("SRV after n3 died: %q", got)
 		}
 		return nil
@@ -81,10 +81,10 @@ func TestServerDigFollowsNAPTRToNodesAndFollowsMembership(t *testing.T) {
 	if got := followRFC3263(t, addr); !slices.Equal(got, want("127.0.0.101", "127.0.0.102")) {
 		t.Fatalf("after n3 died, dig reached %q", got)
 	}
-	if r := runDig(t, addr, "+norec", "n3."+testCluster, "A"); r.status != "NXDOMAIN" {
-		t.Errorf("dead node's address: status %s, want NXDOMAIN", r.status)
+	if r := runDig(t, addr, "+norec", "n3."+testCluster, "A"); r.Status != "NXDOMAIN" {
+		t.Errorf("dead node's address: status %s, want NXDOMAIN", r.Status)
 	}
-	soa := runDig(t, addr, "+norec", testCluster, "SOA").data("SOA")
+	soa := runDig(t, addr, "+norec", testCluster, "SOA").Data("SOA")
 	if len(soa) != 1 || !strings.Contains(soa[0], fmt.Sprintf(" %d ", s.Zone().Serial)) || s.Zone().Serial <= serial {
 		t.Errorf("SOA %q: serial %d did not grow past %d", soa, s.Zone().Serial, serial)
 	}
@@ -115,18 +115,18 @@ func TestServerNegativeAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runDig(t, addr, tt.args...)
-			if r.status != tt.status || r.has("aa") != tt.aa || r.has("ra") || len(r.answer) != tt.answers {
-				t.Fatalf("status %s flags %v answers %d, want %s aa=%v answers %d\n%s", r.status, r.flags, len(r.answer), tt.status, tt.aa, tt.answers, r.raw)
+			if r.Status != tt.status || r.Has("aa") != tt.aa || r.Has("ra") || len(r.Answer) != tt.answers {
+				t.Fatalf("status %s flags %v answers %d, want %s aa=%v answers %d\n%s", r.Status, r.Flags, len(r.Answer), tt.status, tt.aa, tt.answers, r.Raw)
 			}
 			var auth []string
-			for _, a := range r.authority {
-				auth = append(auth, a.typ)
+			for _, a := range r.Authority {
+				auth = append(auth, a.Type)
 			}
 			if want := []string{tt.authority}; tt.authority != "" && !slices.Equal(auth, want) || tt.authority == "" && len(auth) != 0 {
-				t.Fatalf("authority %v, want %q\n%s", auth, tt.authority, r.raw)
+				t.Fatalf("authority %v, want %q\n%s", auth, tt.authority, r.Raw)
 			}
-			if tt.authority == "SOA" && !strings.HasSuffix(strings.Fields(r.authority[0].data)[6], "30") {
-				t.Errorf("negative TTL (SOA minimum) = %q, want 30", r.authority[0].data)
+			if tt.authority == "SOA" && !strings.HasSuffix(strings.Fields(r.Authority[0].Data)[6], "30") {
+				t.Errorf("negative TTL (SOA minimum) = %q, want 30", r.Authority[0].Data)
 			}
 		})
 	}
@@ -166,7 +166,7 @@ func TestServerPrefersItsOwnDatacenter(t *testing.T) {
 		s := startServer(t, testConfig(), mesh.view(c.self))
 		r := runDig(t, s.Addr().String(), "_sip._udp."+testCluster, "SRV")
 		var near []string
-		for _, d := range r.data("SRV") {
+		for _, d := range r.Data("SRV") {
 			f := strings.Fields(d)
 			if f[0] == "10" {
 				near = append(near, strings.TrimSuffix(f[3], "."+testCluster+"."))
@@ -174,8 +174,8 @@ func TestServerPrefersItsOwnDatacenter(t *testing.T) {
 				t.Errorf("priority %s", f[0])
 			}
 		}
-		if strings.Join(near, " ") != c.near || len(r.data("SRV")) != 3 {
-			t.Errorf("server of %s: priority-10 targets %v of %q, want %s", c.self, near, r.data("SRV"), c.near)
+		if strings.Join(near, " ") != c.near || len(r.Data("SRV")) != 3 {
+			t.Errorf("server of %s: priority-10 targets %v of %q, want %s", c.self, near, r.Data("SRV"), c.near)
 		}
 	}
 }
@@ -187,17 +187,17 @@ func TestServerTruncatesOverUDPOnly(t *testing.T) {
 	}
 	s := startServer(t, testConfig(), newMesh(ms...).view("node00"))
 	udp := runDig(t, s.Addr().String(), "+noedns", "+ignore", "_sip._udp."+testCluster, "SRV")
-	if !udp.has("tc") {
-		t.Fatalf("40 SRV records in 512 bytes without TC:\n%s", udp.raw)
+	if !udp.Has("tc") {
+		t.Fatalf("40 SRV records in 512 bytes without TC:\n%s", udp.Raw)
 	}
 	tcp := runDig(t, s.Addr().String(), "+tcp", "_sip._udp."+testCluster, "SRV")
-	if tcp.has("tc") || len(tcp.data("SRV")) != 40 || len(tcp.additional) < 40 {
-		t.Fatalf("over TCP: tc=%v %d SRV %d additional", tcp.has("tc"), len(tcp.data("SRV")), len(tcp.additional))
+	if tcp.Has("tc") || len(tcp.Data("SRV")) != 40 || len(tcp.Additional) < 40 {
+		t.Fatalf("over TCP: tc=%v %d SRV %d additional", tcp.Has("tc"), len(tcp.Data("SRV")), len(tcp.Additional))
 	}
 	// With EDNS the answer fits; the additional section is trimmed rather
 	// than the answer truncated (RFC 2181 §9).
 	edns := runDig(t, s.Addr().String(), "+bufsize=1232", "_sip._udp."+testCluster, "SRV")
-	if edns.has("tc") || len(edns.data("SRV")) != 40 {
-		t.Fatalf("EDNS 1232: tc=%v %d SRV", edns.has("tc"), len(edns.data("SRV")))
+	if edns.Has("tc") || len(edns.Data("SRV")) != 40 {
+		t.Fatalf("EDNS 1232: tc=%v %d SRV", edns.Has("tc"), len(edns.Data("SRV")))
 	}
 }

@@ -25,8 +25,9 @@ import (
 
 // Bounds of a graceful shutdown: hand records off, then leave.
 const (
-	handoffTimeout = 20 * time.Second
-	leaveTimeout   = 5 * time.Second
+	dnsLeaveTimeout = 5 * time.Second
+	handoffTimeout  = 20 * time.Second
+	leaveTimeout    = 5 * time.Second
 )
 
 // Node is a running sipmesh node.
@@ -248,9 +249,12 @@ func (n *Node) shutdown() error {
 	var errs []error
 	n.stopOnce.Do(func() {
 		n.log.Info("leaving the mesh")
+		// DNS first, so phones stop being sent here while records move.
+		dctx, dcancel := context.WithTimeout(context.Background(), dnsLeaveTimeout)
+		n.leaveDNS(dctx)
+		dcancel()
 		hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout)
 		n.handoffState(hctx)
-		n.leaveDNS(hctx)
 		hcancel()
 		if err := n.ov.Leave(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("node: leave: %w", err))

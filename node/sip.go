@@ -5,11 +5,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
@@ -93,7 +95,7 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		// they are given and compute MD5 only (RFC 8760 §2.4 asks for
 		// preference order; clients that do SHA-256 still pick it).
 		auth, err = digest.New(digest.Config{Secret: secret, Algorithms: []digest.Algorithm{digest.MD5, digest.SHA256}},
-			users, digest.WithLogger(log))
+			users, digest.WithLogger(log), digest.WithNonceCounter(&meshNonceCounter{st: st, local: digest.NewMemoryCounter()}))
 		if err != nil {
 			return nil, fmt.Errorf("node: SIP: %w", err)
 		}
@@ -157,6 +159,43 @@ func (n *Node) nonceSecret() ([]byte, error) {
 	m.Write(ca)
 	m.Write([]byte(n.mat.Cluster))
 	return m.Sum(nil), nil
+}
+
+// meshNonceCounter tracks nonce-counts in the registrar's replicated store
+// (key "digest-nonce:NONCE", expiring with the nonce), so that a request
+// replayed to another node of the mesh is refused too (RFC 7616 §3.4.5).
+// The record's value orders versions by count through registrar.Newer (as
+// a CSeq of the pseudo Call-ID "nc"), so holders keep the highest. This
+// node's own counter answers first; the check across nodes is a read then
+// a write, so two copies of one request sent to two nodes in the same
+// instant could both pass.
+type meshNonceCounter struct {
+	st    *store.Store
+	local *digest.MemoryCounter
+}
+
+func (c *meshNonceCounter) Advance(ctx context.Context, nonce string, nc uint64, expires time.Time) (bool, error) {
+	if ok, err := c.local.Advance(ctx, nonce, nc, expires); !ok || err != nil {
+		return ok, err
+	}
+	key := "digest-nonce:" + nonce
+	recs, err := c.st.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("nonce counter: %w", err)
+	}
+	for _, r := range recs {
+		var seen struct {
+			CSeq uint64 `json:"cseq"`
+		}
+		if json.Unmarshal(r.Value, &seen) == nil && seen.CSeq >= nc {
+			return false, nil
+		}
+	}
+	val := []byte(`{"call_id":"nc","cseq":` + strconv.FormatUint(nc, 10) + `}`)
+	if err := c.st.Put(ctx, key, store.Record{ID: "nc", Value: val, Expires: expires}); err != nil {
+		return false, fmt.Errorf("nonce counter: %w", err)
+	}
+	return true, nil
 }
 
 // regStore adapts the registrar's store to the replicated store.

@@ -128,7 +128,11 @@ func prepareDev(dir string, first netip.Addr, n int) ([]string, error) {
 				return nil, err
 			}
 		}
-		var join []string
+		// A lone node names itself rather than asking DNS for seeds.
+		join := []string{fmt.Sprintf("%q", addr+":7946")}
+		if len(addrs) > 1 {
+			join = nil
+		}
 		for j, a := range addrs {
 			if j != i && j < 3 {
 				join = append(join, fmt.Sprintf("%q", a+":7946"))

@@ -70,7 +70,7 @@ func TestEmbeddedDNSFollowsMeshAndSeedsDiscovery(t *testing.T) {
 	// A fourth node with no seeds, only the DNS server, joins.
 	ip := c.NextIP()
 	c.IssueNode("n4", certs.IssueRequest{IPs: []net.IP{net.ParseIP(ip)}})
-	cfg := strings.Replace(proctest.DefaultConfig("n4", nil, ""), "join: []", `resolver: "`+ns+`"`, 1)
+	cfg := strings.Replace(proctest.DefaultConfig("n4", nil, ""), `join: ["%IP%:7946"]`, `resolver: "`+ns+`"`, 1)
 	c.Start("n4", ip, c.WriteConfig("n4", ip, cfg))
 	c.WaitAlive(15*time.Second, "n1,n2,n3,n4", "n1", "n4")
 

@@ -321,7 +321,7 @@ func TestBadConfigStopsWithMessage(t *testing.T) {
 		{"no address", strings.Replace(good, `node: {address: "%IP%"}`, "node: {}", 1), `"node.address" is required`},
 		{"role not in certificate", strings.Replace(good, `node: {address: "%IP%"}`, `node: {address: "%IP%", roles: [registrar]}`, 1), `does not allow`},
 		{"missing key file", strings.Replace(good, "key: n1.key", "key: nope.key", 1), "nope.key"},
-		{"bad join", strings.Replace(good, "join: []", `join: ["1.2.3.4:x"]`, 1), `"overlay.join[0]"`},
+		{"bad join", strings.Replace(good, `join: ["%IP%:7946"]`, `join: ["1.2.3.4:x"]`, 1), `"overlay.join[0]"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := c.WriteConfig("n1", c.Subnet+"11", tc.body)

@@ -62,9 +62,6 @@ func Bin(t testing.TB, name string) string {
 type Options struct {
 	// Zone is the primary zone served and updatable, e.g. "example.test".
 	Zone string
-	// IP is the loopback address named listens on; default 127.0.0.1. A
-	// test package that owns a loopback /24 passes an address from it.
-	IP string
 	// KeyName is the TSIG key's name; default "sipmesh-test".
 	KeyName string
 	// Records are extra zone-file lines, relative to the zone ("n1 IN TXT x").
@@ -84,10 +81,15 @@ type Named struct {
 	log *buffer
 }
 
+// ip is where named listens. named binds only addresses configured on an
+// interface, and of the loopback /8 only 127.0.0.1 is; a free port keeps
+// tests running in parallel apart.
+const ip = "127.0.0.1"
+
 // SOA timers of the test zone; the last one is the negative-caching TTL.
 const soaTimers = "1 3600 600 86400 30"
 
-// Start writes a named.conf for one primary zone that the key may update
+// Start writes a named.conf for one primary zone on 127.0.0.1 that the key may update
 // (update-policy { grant KEY zonesub ANY; }) and transfer, with recursion
 // and notify off, starts named in the foreground on a free port and waits
 // until it answers the zone's SOA. named is stopped when the test ends.
@@ -96,9 +98,6 @@ func Start(t testing.TB, o Options) *Named {
 	bin, dig := Bin(t, "named"), Bin(t, "dig")
 	if o.Zone == "" {
 		t.Fatal("bindtest: Options.Zone is empty")
-	}
-	if o.IP == "" {
-		o.IP = "127.0.0.1"
 	}
 	if o.KeyName == "" {
 		o.KeyName = "sipmesh-test"
@@ -114,7 +113,7 @@ func Start(t testing.TB, o Options) *Named {
 		"$TTL 30",
 		"@ IN SOA ns." + zone + " hostmaster." + zone + " " + soaTimers,
 		"@ IN NS ns." + zone,
-		"ns IN A " + o.IP,
+		"ns IN A " + ip,
 	}, o.Records...)
 	writeFile(t, filepath.Join(dir, "db.zone"), strings.Join(lines, "\n")+"\n")
 
@@ -122,8 +121,8 @@ func Start(t testing.TB, o Options) *Named {
 	// process may take it before named does: named then exits, and the
 	// next attempt picks another port.
 	for attempt := 1; ; attempt++ {
-		port := freePort(t, o.IP)
-		n.Addr = net.JoinHostPort(o.IP, strconv.Itoa(port))
+		port := freePort(t, ip)
+		n.Addr = net.JoinHostPort(ip, strconv.Itoa(port))
 		conf := fmt.Sprintf(`options {
 	directory "%[1]s";
 	pid-file "%[1]s/named.pid";
@@ -143,7 +142,7 @@ zone "%[5]s" {
 	allow-transfer { key "%[6]s"; };
 	update-policy { grant "%[6]s" zonesub ANY; };
 };
-`, dir, port, o.IP, n.KeyFile, zone, n.KeyName)
+`, dir, port, ip, n.KeyFile, zone, n.KeyName)
 		confPath := filepath.Join(dir, "named.conf")
 		writeFile(t, confPath, conf)
 		args := []string{"-g", "-c", confPath}

@@ -136,9 +136,14 @@ func (c *Cluster) WriteConfig(name, ip, body string) string {
 	return path
 }
 
-// DefaultConfig is a node config joining the given seeds (IPs).
+// DefaultConfig is a node config joining the given seeds (IPs). A node
+// without seeds names itself: with no overlay.join at all it would ask the
+// machine's resolver for _sipmesh._tcp, and tests stay on loopback.
 func DefaultConfig(name string, seeds []string, extra string) string {
-	var join []string
+	join := []string{`"%IP%:7946"`}
+	if len(seeds) > 0 {
+		join = nil
+	}
 	for _, s := range seeds {
 		join = append(join, fmt.Sprintf("%q", s+":7946"))
 	}
@@ -200,17 +205,17 @@ func (c *Cluster) Kill(name string) {
 	<-n.done
 }
 
-// Stop sends SIGTERM and waits up to 15 s.
+// Stop sends SIGTERM and waits up to 30 s (a node hands off for up to 20 s).
 func (c *Cluster) Stop(name string) error {
 	n := c.Node(name)
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
 		return nil
-	case <-time.After(15 * time.Second):
+	case <-time.After(30 * time.Second):
 		_ = n.cmd.Process.Kill()
 		<-n.done
-		return fmt.Errorf("%s did not stop on SIGTERM within 15 s", name)
+		return fmt.Errorf("%s did not stop on SIGTERM within 30 s", name)
 	}
 }
 

@@ -40,7 +40,8 @@ type Agent struct {
 
 	keys   keyLocks
 	qmu    sync.Mutex
-	queues map[string]*dialogQueue // by key + "\x00" + dialog id
+	queues map[string]*dialogQueue    // by key + "\x00" + dialog id
+	stale  map[string]map[string]bool // key -> dialogs to send the state again
 
 	wg      sync.WaitGroup // NOTIFYs in flight and the sweeper
 	ctx     context.Context

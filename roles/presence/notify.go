@@ -31,9 +31,10 @@ func queueKey(key, id string) string { return key + "\x00" + id }
 // in term, id -> reason) from the state in v, and writes the subscriptions
 // with their new CSeq, together with extra, in one Put. It returns the
 // NOTIFYs to send now; those for dialogs with a NOTIFY in flight are
-// queued. The caller holds the key's lock and dispatches the result after
-// releasing it.
-func (a *Agent) claimLocked(ctx context.Context, key string, v *view, subs []*Subscription, term map[string]string, extra ...Record) ([]*outgoing, error) {
+// queued, and their records written only when changed says subs were
+// modified (a refresh). The caller holds the key's lock and dispatches the
+// result after releasing it.
+func (a *Agent) claimLocked(ctx context.Context, key string, v *view, subs []*Subscription, changed bool, term map[string]string, extra ...Record) ([]*outgoing, error) {
 	recs := extra
 	var outs []*outgoing
 	var marked []string
@@ -46,7 +47,12 @@ func (a *Agent) claimLocked(ctx context.Context, key string, v *view, subs []*Su
 			reason := term[id]
 			q, busy := a.queues[qk]
 			if busy && reason == "" {
+				// Store what changed in the subscription (a refresh);
+				// the NOTIFY follows the one in flight.
 				q.pending = true
+				if changed {
+					recs = append(recs, record(id, s, s.Expires, a.grace, false))
+				}
 				continue
 			}
 			out, rec := a.claimOne(key, body, s, reason)
@@ -167,7 +173,7 @@ func (a *Agent) dispatch(outs []*outgoing) {
 
 func (a *Agent) drain(out *outgoing) {
 	qk := queueKey(out.key, out.id)
-	for out != nil {
+	for {
 		ok := a.send(out)
 		if !ok && !out.final {
 			a.drop(out.key, out.id)
@@ -180,48 +186,71 @@ func (a *Agent) drain(out *outgoing) {
 			next, pending = q.final, q.pending
 			q.final, q.pending = nil, false
 		}
-		if out.final || !ok || (next == nil && !pending) || a.ctx.Err() != nil {
-			delete(a.queues, qk)
+		live := ok && !out.final && a.ctx.Err() == nil
+		if next != nil && live {
 			a.qmu.Unlock()
-			return
+			out = next
+			continue
 		}
+		delete(a.queues, qk)
 		a.qmu.Unlock()
-		if next == nil {
-			next = a.rebuild(out.key, out.id)
+		if pending && live {
+			a.restate(out.key, out.id)
 		}
-		if next == nil {
-			a.qmu.Lock()
-			delete(a.queues, qk)
-			a.qmu.Unlock()
-			return
-		}
-		out = next
+		return
 	}
 }
 
-// rebuild prepares the next NOTIFY of a dialog whose queue is held by the
-// caller, from the state in the store now.
-func (a *Agent) rebuild(key, id string) *outgoing {
-	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-	defer cancel()
-	unlock := a.keys.lock(key)
-	defer unlock()
-	recs, err := a.store.Get(ctx, key)
-	if err != nil {
-		a.log.Warn("presence: NOTIFY not sent: store unreachable", "presentity", key, "dialog", id, "err", err)
-		return nil
+// restate has dialog id of key sent the presentity's current state: it
+// changed while the dialog's previous NOTIFY was in flight. Dialogs of one
+// key that finish about together are handled together, with one read and
+// one write of the store.
+func (a *Agent) restate(key, id string) {
+	a.qmu.Lock()
+	if a.stale == nil {
+		a.stale = map[string]map[string]bool{}
 	}
-	v := decode(recs, a.now())
-	s := v.sub(id)
-	if s == nil {
-		return nil
+	ids, scheduled := a.stale[key]
+	if !scheduled {
+		ids = map[string]bool{}
+		a.stale[key] = ids
 	}
-	out, rec := a.claimOne(key, Compose("sip:"+key, v.pidfs()), s, "")
-	if err := a.store.Put(ctx, key, rec); err != nil {
-		a.log.Warn("presence: NOTIFY not sent: store unreachable", "presentity", key, "dialog", id, "err", err)
-		return nil
+	ids[id] = true
+	a.qmu.Unlock()
+	if scheduled {
+		return
 	}
-	return out
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		defer cancel()
+		unlock := a.keys.lock(key)
+		a.qmu.Lock()
+		ids := a.stale[key]
+		delete(a.stale, key)
+		a.qmu.Unlock()
+		recs, err := a.store.Get(ctx, key)
+		if err != nil {
+			unlock()
+			a.log.Warn("presence: NOTIFY not sent: store unreachable", "presentity", key, "err", err)
+			return
+		}
+		v := decode(recs, a.now())
+		var subs []*Subscription
+		for _, s := range v.subs {
+			if ids[s.DialogID()] {
+				subs = append(subs, s)
+			}
+		}
+		outs, err := a.claimLocked(ctx, key, v, subs, false, nil)
+		unlock()
+		if err != nil {
+			a.log.Warn("presence: NOTIFY not sent", "presentity", key, "err", err)
+			return
+		}
+		a.dispatch(outs)
+	}()
 }
 
 // send sends one NOTIFY and reports whether the subscription lives on: a
@@ -232,6 +261,11 @@ func (a *Agent) send(out *outgoing) bool {
 	res, err := a.sender.Send(ctx, out.req)
 	log := a.log.With("presentity", out.key, "dialog", out.id, "cseq", out.req.CSeq().SeqNo)
 	switch {
+	case err != nil && a.ctx.Err() != nil:
+		// Shutting down: not the watcher's failure. The subscription
+		// stays for the next owner.
+		log.Debug("presence: NOTIFY abandoned: agent closing", "err", err)
+		return true
 	case err != nil:
 		log.Info("presence: NOTIFY failed; subscription removed", "err", err)
 		return false
@@ -289,7 +323,7 @@ func (a *Agent) Remove(ctx context.Context, presentity string) error {
 	for _, s := range v.subs {
 		term[s.DialogID()] = ReasonNoResource
 	}
-	outs, err := a.claimLocked(ctx, presentity, v, v.subs, term, put...)
+	outs, err := a.claimLocked(ctx, presentity, v, v.subs, false, term, put...)
 	unlock()
 	if err != nil {
 		return fmt.Errorf("presence: remove %s: %w", presentity, err)

@@ -13,6 +13,7 @@ import (
 const (
 	ContentTypePIDF = "application/pidf+xml"
 	nsPIDF          = "urn:ietf:params:xml:ns:pidf"
+	nsXML           = "http://www.w3.org/XML/1998/namespace"
 )
 
 // ErrBadPIDF is the cause of a 400 for a body that is not a PIDF document.
@@ -127,8 +128,10 @@ func writeElem(b *bytes.Buffer, name string, e rawElem) {
 		switch a.Name.Space {
 		case "":
 			b.WriteString(" ")
-		case "xml", "xmlns":
-			b.WriteString(" " + a.Name.Space + ":")
+		case "xml", nsXML:
+			b.WriteString(" xml:")
+		case "xmlns":
+			b.WriteString(" xmlns:")
 		default:
 			continue // a namespaced attribute would need its prefix back
 		}

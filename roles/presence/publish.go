@@ -94,7 +94,7 @@ func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, e
 	if changed {
 		notify = v.subs
 	}
-	outs, err := a.claimLocked(ctx, key, v, notify, nil, put...)
+	outs, err := a.claimLocked(ctx, key, v, notify, false, nil, put...)
 	unlock()
 	if err != nil {
 		return nil, err

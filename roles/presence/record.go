@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -107,8 +108,15 @@ func Newer(a, b Record) bool {
 	return a.Version > b.Version
 }
 
+// subscriptionPrefix starts every subscription value (json.Marshal keeps
+// field order).
+var subscriptionPrefix = []byte(`{"kind":"subscription"`)
+
 // cseqOf returns the local CSeq of a subscription value.
 func cseqOf(v []byte) (uint32, bool) {
+	if !bytes.HasPrefix(v, subscriptionPrefix) {
+		return 0, false // not a subscription: skip decoding (hot in merges)
+	}
 	var x struct {
 		Kind string `json:"kind"`
 		CSeq uint32 `json:"local_cseq"`

@@ -95,7 +95,7 @@ func (a *Agent) Subscribe(ctx context.Context, req *sip.Request, tx Responder) e
 		// A fetch: one NOTIFY with the state, nothing stored (§4.3.3).
 		out, _ := a.claimOne(key, Compose("sip:"+key, v.pidfs()), s, ReasonTimeout)
 		outs = []*outgoing{out}
-	} else if outs, err = a.claimLocked(ctx, key, v, []*Subscription{s}, nil); err != nil {
+	} else if outs, err = a.claimLocked(ctx, key, v, []*Subscription{s}, true, nil); err != nil {
 		unlock()
 		return err
 	}
@@ -157,7 +157,7 @@ func (a *Agent) refresh(ctx context.Context, req *sip.Request, tx Responder, key
 	if reason != "" {
 		term = map[string]string{id: reason}
 	}
-	outs, err := a.claimLocked(ctx, key, v, []*Subscription{s}, term)
+	outs, err := a.claimLocked(ctx, key, v, []*Subscription{s}, true, term)
 	if err != nil {
 		return err
 	}
@@ -175,8 +175,8 @@ func (a *Agent) subscribeResponse(req *sip.Request, s *Subscription, exp time.Du
 		code, reason = 202, "Accepted"
 	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if to := res.To(); to != nil && !to.Params.Has("tag") {
-		to.Params.Add("tag", s.LocalTag)
+	if to := res.To(); to != nil {
+		to.Params.Add("tag", s.LocalTag) // replaces the one sipgo made up
 	}
 	res.AppendHeader(sip.NewHeader("Contact", "<"+s.LocalContact+">"))
 	res.AppendHeader(sip.NewHeader("Expires", strconv.FormatInt(int64(exp/time.Second), 10)))

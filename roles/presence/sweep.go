@@ -76,7 +76,7 @@ func (a *Agent) expire(key string) {
 	if len(v.expiredPubs) > 0 {
 		subs = append(subs, v.subs...)
 	}
-	outs, err := a.claimLocked(ctx, key, v, subs, term, put...)
+	outs, err := a.claimLocked(ctx, key, v, subs, false, term, put...)
 	unlock()
 	if err != nil {
 		a.log.Warn("presence: expiry not processed", "presentity", key, "err", err)

@@ -29,6 +29,12 @@
 // node's IP) so that the check holds. This trusts the network between
 // nodes: a phone sharing an IP with a node would be trusted too.
 //
+// Overload. Config.RateLimit bounds the messages accepted per second from
+// one source IP that is not a mesh peer (a token bucket, like Kamailio's
+// pike): UDP datagrams over the limit are dropped before they are parsed,
+// stream requests before they are routed, with one warning per source and
+// minute naming it.
+//
 // The roles it serves are reached through the small interfaces Registrar,
 // Locator, Users, Authenticator and Mesh defined here. It must not import
 // overlay, memberlist or another role.

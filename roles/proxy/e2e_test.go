@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha256"
@@ -24,6 +25,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/internal/proctest"
@@ -207,13 +212,13 @@ func startMeshOn(t testing.TB, subnet, sipKeys string) (*proctest.Cluster, []str
 	c := proctest.NewCluster(t, domain, subnet)
 	var users strings.Builder
 	users.WriteString("users:\n")
-	for _, u := range []string{"uas", "tcpuas", "fork", "caller", "idle", "edgeuas", "ringer", "tlsuas"} {
+	for _, u := range []string{"uas", "tcpuas", "fork", "caller", "idle", "edgeuas", "ringer", "tlsuas", "wsuas", "hangup"} {
 		fmt.Fprintf(&users, "  - {user: %s, domain: %s, password: %s-pw}\n", u, domain, u)
 	}
 	if err := os.WriteFile(filepath.Join(c.Dir, "users.yaml"), []byte(users.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sipCfg := `sip: {listen: ["udp://%IP%:5060", "tcp://%IP%:5060", "tls://%IP%:5061"]`
+	sipCfg := `sip: {listen: ["udp://%IP%:5060", "tcp://%IP%:5060", "tls://%IP%:5061", "ws://%IP%:8080"]`
 	if sipKeys != "" {
 		sipCfg += ", " + sipKeys
 	}
@@ -341,6 +346,21 @@ func TestMeshRegisterAndCall(t *testing.T) {
 		})
 	})
 
+	t.Run("callee hangs up", func(t *testing.T) {
+		// The BYE goes the other way: callee's flow at the edge, entry
+		// node, caller (RFC 3261 §16.12, route set from Record-Route).
+		phone{user: "hangup", ip: "127.0.40.111", port: "5150", transport: "tcp", ooc: "uas_hangup.xml",
+			contactHost: "127.0.40.99", contactPort: "9", mediaPort: 16140}.start(t, edge.IP)
+		waitBinding(t, c, entry.Name, "hangup@"+domain, "127.0.40.99", 1)
+		s := startSipp(t, "-sf", scenario("uac_hangup.xml"), "-s", "hangup", "-au", "caller", "-ap", "caller-pw",
+			"-key", "caller", "caller", "-key", "domain", domain, "-auth_uri", "hangup@"+domain, "-m", "10", "-r", "20",
+			"-i", "127.0.40.102", "-p", "5087", "-mi", "127.0.40.102", "-mp", "16150", "-timeout", "40s", "-timeout_error",
+			"-trace_err", entry.IP+":5060")
+		if code := s.wait(50 * time.Second); code != 0 {
+			t.Fatalf("sipp UAC exit %d\n%s", code, s.report())
+		}
+	})
+
 	t.Run("proxy-only edge", func(t *testing.T) {
 		// n4 has no registrar role: it adds its Path and forwards the
 		// REGISTER to the ring owner over SIP; calls come back through it.
@@ -394,6 +414,81 @@ func TestMeshRegisterAndCall(t *testing.T) {
 		waitBinding(t, c, entry.Name, "tlsuas@"+domain, "transport=tls", 1)
 	})
 
+	t.Run("WebSocket phone", func(t *testing.T) {
+		// A Go phone registers over WebSocket (RFC 7118) through the
+		// edge and answers calls that SIPp places through the entry
+		// node: they reach it over its WebSocket connection.
+		conn, _, _, err := ws.Dialer{Protocols: []string{"sip"}, Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+edge.IP+":8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		local := conn.LocalAddr().String()
+		fill := func(msg string) []byte {
+			msg = strings.ReplaceAll(msg, "SIP/2.0/UDP", "SIP/2.0/WS")
+			return []byte(strings.ReplaceAll(strings.ReplaceAll(msg, "@LOCAL>", "@"+local+";transport=ws>"), "LOCAL", local))
+		}
+		read := func() *sip.Response {
+			for {
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				data, err := wsutil.ReadServerText(conn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := sip.ParseMessage(data)
+				if err != nil {
+					t.Fatalf("%v: %q", err, data)
+				}
+				if res, ok := m.(*sip.Response); ok && res.StatusCode >= 200 {
+					return res
+				}
+			}
+		}
+		wsutil.WriteClientText(conn, fill(register("wsuas", "1", "")))
+		res := read()
+		wsutil.WriteClientText(conn, fill(register("wsuas", "2", digestAuth(res.String(), "wsuas", "wsuas-pw", 1))))
+		if res := read(); res.StatusCode != 200 {
+			t.Fatalf("REGISTER over WS: %s", res.StartLine())
+		}
+		waitBinding(t, c, entry.Name, "wsuas@"+domain, "transport=ws", 1)
+
+		answered := make(chan int, 1)
+		go func() {
+			n := 0
+			defer func() { answered <- n }()
+			for {
+				conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+				data, err := wsutil.ReadServerText(conn)
+				if err != nil {
+					return
+				}
+				m, err := sip.ParseMessage(data)
+				req, ok := m.(*sip.Request)
+				if err != nil || !ok {
+					continue
+				}
+				switch req.Method {
+				case sip.INVITE:
+					res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+					res.AppendHeader(sip.NewHeader("Contact", "<sip:wsuas@"+local+";transport=ws>"))
+					wsutil.WriteClientText(conn, []byte(res.String()))
+				case sip.BYE:
+					wsutil.WriteClientText(conn, []byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()))
+					if n++; n == 5 {
+						return
+					}
+				}
+			}
+		}()
+		code, s := call(t, entry.IP, "wsuas", 5, "127.0.40.102", 5086, 16130)
+		if code != 0 {
+			t.Fatalf("sipp UAC exit %d\n%s", code, s.report())
+		}
+		if n := <-answered; n != 5 {
+			t.Fatalf("the WebSocket phone saw %d BYEs, want 5", n)
+		}
+	})
+
 	t.Run("404 and 480", func(t *testing.T) {
 		for user, want := range map[string]string{"nosuchuser": "404", "idle": "480"} {
 			res := exchange(t, entry.IP, "127.0.40.106", invite(user, "127.0.40.106"))
@@ -410,7 +505,7 @@ func TestMeshRegisterAndCall(t *testing.T) {
 		if code := s.wait(30 * time.Second); code != 0 {
 			t.Errorf("wrong password: sipp exit %d\n%s", code, s.report())
 		}
-		replayedNonceCount(t, edge.IP, "127.0.40.108")
+		replayedNonceCount(t, edge.IP, entry.IP, "127.0.40.108")
 
 		// A nonce issued by one node is good on another (stateless,
 		// signed with the cluster's secret).
@@ -588,8 +683,9 @@ func readStream(t *testing.T, rd *bufio.Reader) string {
 }
 
 // replayedNonceCount: a REGISTER accepted with nc=1, sent again with the
-// same nonce and nc=1, is refused with a fresh challenge (RFC 7616 §3.4.5).
-func replayedNonceCount(t *testing.T, node, local string) {
+// same nonce and nc=1, to the same node or to another one, is refused with
+// a fresh challenge (RFC 7616 §3.4.5).
+func replayedNonceCount(t *testing.T, node, other, local string) {
 	res := exchange(t, node, local, register("caller", "1", ""))
 	if !strings.HasPrefix(res, "SIP/2.0 401") {
 		t.Fatalf("want 401, got %q", firstLine(res))
@@ -598,11 +694,13 @@ func replayedNonceCount(t *testing.T, node, local string) {
 	if res := exchange(t, node, local, register("caller", "2", creds)); !strings.HasPrefix(res, "SIP/2.0 200") {
 		t.Fatalf("first use of the nonce: want 200, got %q", firstLine(res))
 	}
-	res = exchange(t, node, local, register("caller", "3", creds))
-	if !strings.HasPrefix(res, "SIP/2.0 401") {
-		t.Fatalf("replayed nc: want 401, got %q", firstLine(res))
-	}
-	if !bytes.Contains([]byte(strings.ToLower(res)), []byte("stale=true")) {
-		t.Errorf("replayed nc: want a stale=true challenge, got\n%s", res)
+	for i, n := range []string{node, other} {
+		res = exchange(t, n, local, register("caller", strconv.Itoa(3+i), creds))
+		if !strings.HasPrefix(res, "SIP/2.0 401") {
+			t.Fatalf("replayed nc to %s: want 401, got %q", n, firstLine(res))
+		}
+		if !bytes.Contains([]byte(strings.ToLower(res)), []byte("stale=true")) {
+			t.Errorf("replayed nc to %s: want a stale=true challenge, got\n%s", n, res)
+		}
 	}
 }

@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// params is what a run does: the smoke run (part of `make test`) runs each
+// scenario for 2 s at a low rate against both servers; the full run
+// (SIPMESH_BENCH=full, `make bench`) adds the ramps, the 3-node variant and
+// the memory figure.
+type params struct {
+	full      bool
+	secs      int
+	regFixed  int
+	regRamp   []int
+	callFixed int
+	callRamp  []int
+	mesh      bool
+	memory    int // bindings for the memory figure; 0: none
+	out       string
+}
+
+func getParams(t *testing.T) params {
+	p := params{secs: 2, regFixed: 20, callFixed: 10, out: filepath.Join(t.TempDir(), "results")}
+	if os.Getenv("SIPMESH_BENCH") != "full" {
+		return p
+	}
+	p.full, p.secs, p.mesh, p.memory = true, 10, true, 100000
+	p.regFixed, p.callFixed = 500, 100
+	p.regRamp = []int{250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000}
+	p.callRamp = []int{50, 100, 200, 300, 400, 600, 800, 1000, 1300, 1600, 2000}
+	if v, err := strconv.Atoi(os.Getenv("SIPMESH_BENCH_STEP")); err == nil && v > 0 {
+		p.secs = v
+	}
+	if os.Getenv("SIPMESH_BENCH_MESH") == "0" {
+		p.mesh = false
+	}
+	if os.Getenv("SIPMESH_BENCH_MEMORY") == "0" {
+		p.memory = 0
+	}
+	p.out = filepath.Join(here(), "..", "..", "results", "bench")
+	if v := os.Getenv("SIPMESH_BENCH_OUT"); v != "" {
+		p.out = v
+	}
+	return p
+}
+
+// Report is bench.json.
+type Report struct {
+	Started     time.Time `json:"started"`
+	Host        string    `json:"host"`
+	Kamailio    string    `json:"kamailio"`
+	SIPp        string    `json:"sipp"`
+	Go          string    `json:"go"`
+	Workers     int       `json:"workers"`
+	StepSeconds int       `json:"step_seconds"`
+	Full        bool      `json:"full"`
+	Results     []Result  `json:"results"`
+	Memory      []Memory  `json:"memory,omitempty"`
+	Table       string    `json:"table"`
+}
+
+// Memory is the resident memory of a server holding many bindings.
+type Memory struct {
+	Server      string  `json:"server"`
+	Bindings    int     `json:"bindings"` // REGISTERs that got a 200 (distinct AORs)
+	BeforeBytes int64   `json:"before_bytes"`
+	AfterBytes  int64   `json:"after_bytes"`
+	Seconds     float64 `json:"seconds"`
+	Measure     string  `json:"measure"` // VmRSS of the node | summed PSS of Kamailio's processes
+}
+
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process benchmark")
+	}
+	for _, bin := range []string{"sipp", "kamailio"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (Debian: apt-get install sip-tester kamailio)", bin)
+		}
+	}
+	p := getParams(t)
+	t.Setenv("GOMAXPROCS", strconv.Itoa(workers)) // inherited by the sipmesh nodes
+	rep := &Report{Started: time.Now().UTC(), Kamailio: version("kamailio", "-v"), SIPp: version("sipp", "-v"),
+		Go: runtime.Version(), Workers: workers, StepSeconds: p.secs, Full: p.full}
+	rep.Host, _ = os.Hostname()
+	rep.Host += fmt.Sprintf(" (%d CPUs)", runtime.NumCPU())
+
+	dir := t.TempDir()
+	regFile, callFile := deriveScenarios(t, dir)
+	csv := usersCSV(t, filepath.Join(dir, "load.csv"), "load", loadUsrs)
+	regArgs := func() []string {
+		return []string{"-inf", csv, "-key", "domain", domain, "-auth_uri", domain, "-recv_timeout", "5000"}
+	}
+	register := scenario{Name: "register", file: regFile, Fixed: p.regFixed, Ramp: p.regRamp, args: regArgs,
+		limit: func(r int) int { return max(r, 50) }}
+	registerAuth := register
+	registerAuth.Name = "register-auth"
+	call := scenario{Name: "call", file: callFile, Fixed: p.callFixed, Ramp: p.callRamp,
+		args: func() []string {
+			return []string{"-s", "uas", "-au", "caller", "-ap", "caller-pw", "-key", "caller", "caller", "-key", "domain", domain,
+				"-auth_uri", "uas@" + domain, "-recv_timeout", "10000"}
+		},
+		limit: func(r int) int { return max(r, 50) }}
+
+	port := 6000
+	nextPort := func() int { port++; return port }
+	add := func(r Result) {
+		rep.Results = append(rep.Results, r)
+		t.Logf("%-13s %-10s %-5s %5d/s: ok %6d failed %5d achieved %7.1f/s p50 %6.2f ms p99 %7.2f ms cpu %5.2fs (%.3f s/1000) passed=%v",
+			r.Scenario, r.Server, r.Kind, r.TargetRate, r.OK, r.Failed, r.AchievedRate, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPer1000, r.Passed)
+	}
+	// run runs sc on the servers in turn (A, B, A, B …): the fixed rate,
+	// then the ramp, each server until it saturates.
+	run := func(t *testing.T, sc scenario, servers ...server) {
+		for _, srv := range servers {
+			add(runLoad(t, srv, sc, "fixed", 0, sc.Fixed, p.secs, nextPort()))
+		}
+		saturated := map[string]bool{}
+		for i, rate := range sc.Ramp {
+			for _, srv := range servers {
+				if saturated[srv.name] {
+					continue
+				}
+				r := runLoad(t, srv, sc, "ramp", i+1, rate, p.secs, nextPort())
+				add(r)
+				saturated[srv.name] = !r.Passed
+			}
+			if len(saturated) == len(servers) && all(saturated) {
+				break
+			}
+		}
+	}
+
+	t.Run("no auth", func(t *testing.T) {
+		k := startKamailio(t, false)
+		s, _ := startSipmesh(t, 1, false)
+		run(t, register, k, s)
+		if p.memory > 0 {
+			memCSV := usersCSV(t, filepath.Join(dir, "mem.csv"), "mem", p.memory)
+			mem := register
+			mem.Name = "memory"
+			mem.args = func() []string {
+				return []string{"-inf", memCSV, "-key", "domain", domain, "-auth_uri", domain, "-recv_timeout", "5000"}
+			}
+			for _, srv := range []server{k, s} {
+				before := srv.mem()
+				start := time.Now()
+				const rate = 2000
+				r := runLoad(t, srv, mem, "memory", 0, rate, p.memory/rate, nextPort())
+				add(r)
+				time.Sleep(2 * time.Second)
+				m := Memory{Server: srv.name, Bindings: r.OK, BeforeBytes: before, AfterBytes: srv.mem(), Seconds: time.Since(start).Seconds(),
+					Measure: "VmRSS of the node"}
+				if srv.name == "kamailio" {
+					m.Measure = "summed PSS of Kamailio's processes"
+				}
+				rep.Memory = append(rep.Memory, m)
+				t.Logf("memory %s: %d bindings: %.1f MB -> %.1f MB (%s)", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes), m.Measure)
+			}
+		}
+	})
+	t.Run("auth", func(t *testing.T) {
+		k := startKamailio(t, true)
+		s, _ := startSipmesh(t, 1, true)
+		run(t, registerAuth, k, s)
+		startUAS(t, k)
+		startUAS(t, s)
+		run(t, call, k, s)
+	})
+	if p.mesh {
+		t.Run("3 nodes", func(t *testing.T) {
+			s, _ := startSipmesh(t, 3, true)
+			run(t, registerAuth, s)
+			startUAS(t, s)
+			run(t, call, s)
+		})
+	}
+
+	rep.Table = table(rep)
+	fmt.Println(rep.Table)
+	must(t, os.MkdirAll(p.out, 0o755))
+	data, err := json.MarshalIndent(rep, "", "  ")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(p.out, "bench.json"), data, 0o644))
+	must(t, os.WriteFile(filepath.Join(p.out, "bench.txt"), []byte(rep.Table), 0o644))
+	must(t, writeChart(filepath.Join(p.out, "bench.png"), rep.Results))
+	t.Logf("wrote %s/bench.json, bench.txt, bench.png", p.out)
+
+	// The smoke run checks the harness: every scenario went through on
+	// both servers without failures.
+	if !p.full {
+		for _, r := range rep.Results {
+			if r.OK == 0 || r.Failed > 0 || r.P99ms <= 0 || r.CPUSeconds < 0 {
+				t.Errorf("smoke run: %s against %s: %d ok, %d failed, p99 %.2f ms", r.Scenario, r.Server, r.OK, r.Failed, r.P99ms)
+			}
+		}
+		if len(rep.Results) != 6 {
+			t.Errorf("smoke run: %d results, want 6 (3 scenarios × 2 servers)", len(rep.Results))
+		}
+	}
+}
+
+func all(m map[string]bool) bool {
+	for _, v := range m {
+		if !v {
+			return false
+		}
+	}
+	return true
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func version(bin, flag string) string {
+	out, _ := exec.Command(bin, flag).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,26 @@
+// Package bench is the side-by-side benchmark of sipmesh against Kamailio
+// (issue 8). It has no library code: the driver is TestBench in this
+// folder's test files.
+//
+// It starts Kamailio (kamailio.cfg: in-memory usrloc registrar, tm stateful
+// proxy with Record-Route, digest auth against a db_text subscriber table)
+// and a one-node sipmesh (proxy + registrar) on 127.0.70.0/24, with the
+// same worker budget (Kamailio children=2, GOMAXPROCS=2), and runs the
+// same SIPp scenarios (derived from scripts/sipp) against each in turn:
+// REGISTER without auth, REGISTER with digest auth, and calls
+// (INVITE/407/INVITE/180/200/ACK/BYE) through the proxy to a registered
+// SIPp UAS; each once at a fixed rate and once as a ramp of steps until
+// the server saturates. Per run it records the achieved rate, failures,
+// response-time percentiles (SIPp -trace_rtt) and CPU seconds of the
+// server's processes per 1,000 scenarios (/proc/PID/stat). It prints a
+// table with sipmesh/Kamailio ratios and writes bench.json and bench.png
+// (achieved rate vs p99) to results/bench.
+//
+//	go test -count=1 -run '^TestBench$' ./scripts/bench/                       # 2-second smoke run
+//	SIPMESH_BENCH=full go test -count=1 -v -timeout 60m -run '^TestBench$' ./scripts/bench/
+//
+// Environment (full run): SIPMESH_BENCH_STEP seconds per step (default 10),
+// SIPMESH_BENCH_OUT results folder (default results/bench at the module
+// root), SIPMESH_BENCH_MESH=0 skips the 3-node variant,
+// SIPMESH_BENCH_MEMORY=0 skips the 100,000-binding memory run.
+package bench

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -51,6 +52,7 @@ type Node struct {
 	metrics    *http.Server
 	metricLn   net.Listener
 
+	stopSIP  func()
 	stopOnce sync.Once
 	stopCRL  chan struct{}
 }
@@ -135,6 +137,7 @@ func (n *Node) services() map[string]string {
 	if n.cfg.DNS.Listen != "" {
 		s[overlay.ServiceDNS] = n.cfg.DNS.Listen
 	}
+	maps.Copy(s, n.sipServices())
 	return s
 }
 
@@ -168,6 +171,17 @@ func (n *Node) Run(ctx context.Context) error {
 		n.closeListeners()
 		return err
 	}
+	// SIP outlives the Run context: it stops after the handoff, so calls in
+	// progress are served while records move.
+	stopSIP, err := n.startSIP(context.Background())
+	if err != nil {
+		n.leaveDNS(context.Background())
+		n.stopState()
+		ov.Shutdown()
+		n.closeListeners()
+		return err
+	}
+	n.stopSIP = stopSIP
 	n.serveAdmin()
 	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
 		"gossip", ov.GossipAddr(), "admin", n.AdminAddr())
@@ -256,6 +270,7 @@ func (n *Node) shutdown() error {
 		hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout)
 		n.handoffState(hctx)
 		hcancel()
+		n.stopSIP()
 		if err := n.ov.Leave(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("node: leave: %w", err))
 		}

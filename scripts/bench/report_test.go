@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"strings"
+)
+
+// best returns the fixed-rate result and the highest passing ramp step
+// (or the first step when none passed) of scenario on srv.
+func best(rs []Result, scenario, srv string) (fixed, max *Result) {
+	for i := range rs {
+		r := &rs[i]
+		if r.Scenario != scenario || r.Server != srv {
+			continue
+		}
+		switch r.Kind {
+		case "fixed":
+			fixed = r
+		case "ramp":
+			if r.Passed && (max == nil || !max.Passed || r.AchievedRate > max.AchievedRate) {
+				max = r
+			} else if max == nil {
+				max = r
+			}
+		}
+	}
+	return fixed, max
+}
+
+func ratio(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// table is the summary: per scenario and server the fixed-rate run and
+// the highest ramp step that passed (<1% failed, rate held, p99 < 1 s),
+// then sipmesh/Kamailio ratios.
+func table(rep *Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sipmesh vs Kamailio on %s, %d workers each, %d s per run (%s; %s; %s)\n", rep.Host, rep.Workers, rep.StepSeconds, rep.Kamailio, rep.SIPp, rep.Go)
+	fmt.Fprintf(&b, "%-13s %-10s | %-7s %9s %6s %7s %7s %8s | %9s %7s %8s\n", "scenario", "server",
+		"fixed/s", "achieved", "failed", "p50 ms", "p99 ms", "cpu/1k", "max/s", "p99 ms", "cpu/1k")
+	fmt.Fprintln(&b, strings.Repeat("-", 112))
+	servers := []string{"kamailio", "sipmesh", "sipmesh-3"}
+	for _, sc := range []string{"register", "register-auth", "call"} {
+		kf, km := best(rep.Results, sc, "kamailio")
+		for _, srv := range servers {
+			f, m := best(rep.Results, sc, srv)
+			if f == nil && m == nil {
+				continue
+			}
+			line := fmt.Sprintf("%-13s %-10s |", sc, srv)
+			if f != nil {
+				line += fmt.Sprintf(" %-7d %9.1f %6d %7.2f %7.2f %8.3f |", f.TargetRate, f.AchievedRate, f.Failed, f.P50ms, f.P99ms, f.CPUPer1000)
+			} else {
+				line += fmt.Sprintf(" %-7s %9s %6s %7s %7s %8s |", "", "", "", "", "", "")
+			}
+			if m != nil {
+				mark := ""
+				if !m.Passed {
+					mark = "!"
+				}
+				line += fmt.Sprintf(" %8.0f%1s %7.2f %8.3f", m.AchievedRate, mark, m.P99ms, m.CPUPer1000)
+			}
+			fmt.Fprintln(&b, strings.TrimRight(line, " |"))
+			if srv == "kamailio" || kf == nil {
+				continue
+			}
+			rl := fmt.Sprintf("%-13s %-10s | %-7s %9s %6s %7s %7s %8s |", "", srv[len("sipmesh"):]+" ratio", "",
+				ratio(f.AchievedRate, kf.AchievedRate), "", ratio(f.P50ms, kf.P50ms), ratio(f.P99ms, kf.P99ms), ratio(f.CPUPer1000, kf.CPUPer1000))
+			if m != nil && km != nil {
+				rl += fmt.Sprintf(" %9s %7s %8s", ratio(m.AchievedRate, km.AchievedRate), ratio(m.P99ms, km.P99ms), ratio(m.CPUPer1000, km.CPUPer1000))
+			}
+			fmt.Fprintln(&b, strings.TrimRight(rl, " |"))
+		}
+	}
+	fmt.Fprintln(&b, "ratio = sipmesh/kamailio; cpu/1k = CPU seconds of the server's processes per 1,000 scenarios (REGISTER or call);")
+	fmt.Fprintln(&b, "max/s = highest ramp step with <1% failed, rate held and p99 < 1 s (! = no step passed: first step shown);")
+	fmt.Fprintln(&b, "p50/p99 = SIPp RTD from the first request to the final 200 (REGISTER incl. 401 round trip; INVITE incl. 407 round trip and ringing).")
+	for _, m := range rep.Memory {
+		fmt.Fprintf(&b, "memory %-9s %7d bindings: %6.1f MB -> %6.1f MB (+%.1f MB, %s)\n", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes),
+			mb(m.AfterBytes-m.BeforeBytes), m.Measure)
+	}
+	return b.String()
+}
+
+// writeChart draws achieved rate (x) against p99 latency (y, log scale)
+// of every ramp step, one panel per scenario, one line per server.
+func writeChart(path string, rs []Result) error {
+	const pw, ph, margin = 420, 340, 56
+	scenarios := []string{"register", "register-auth", "call"}
+	servers := []struct {
+		name string
+		c    color.RGBA
+	}{{"kamailio", color.RGBA{0x1f, 0x77, 0xb4, 0xff}}, {"sipmesh", color.RGBA{0xd6, 0x27, 0x28, 0xff}}, {"sipmesh-3", color.RGBA{0x2c, 0xa0, 0x2c, 0xff}}}
+	img := image.NewRGBA(image.Rect(0, 0, pw*len(scenarios), ph+34))
+	fill(img, img.Bounds(), color.RGBA{0xff, 0xff, 0xff, 0xff})
+	grey, black := color.RGBA{0xdd, 0xdd, 0xdd, 0xff}, color.RGBA{0, 0, 0, 0xff}
+	const ymin, ymax = 0.1, 10000.0 // ms, log scale
+	for si, sc := range scenarios {
+		x0, y0 := si*pw+margin, ph-margin // origin
+		w, h := pw-margin-15, ph-2*margin
+		xmax := 0.0
+		for _, r := range rs {
+			if r.Scenario == sc && (r.Kind == "ramp" || r.Kind == "fixed") {
+				xmax = math.Max(xmax, math.Max(r.AchievedRate, float64(r.TargetRate)))
+			}
+		}
+		if xmax == 0 {
+			xmax = 1
+		}
+		xmax = niceCeil(xmax)
+		px := func(v float64) int { return x0 + int(v/xmax*float64(w)) }
+		py := func(ms float64) int {
+			ms = math.Min(math.Max(ms, ymin), ymax)
+			return y0 - int((math.Log10(ms)-math.Log10(ymin))/(math.Log10(ymax)-math.Log10(ymin))*float64(h))
+		}
+		for e := ymin; e <= ymax; e *= 10 {
+			line(img, x0, py(e), x0+w, py(e), grey)
+			label := fmt.Sprintf("%g", e)
+			text(img, x0-4-len(label)*8, py(e)-5, label, black)
+		}
+		for i := 0; i <= 4; i++ {
+			v := xmax * float64(i) / 4
+			line(img, px(v), y0, px(v), y0-h, grey)
+			label := fmt.Sprintf("%g", v)
+			text(img, px(v)-len(label)*4, y0+6, label, black)
+		}
+		line(img, x0, y0, x0+w, y0, black)
+		line(img, x0, y0, x0, y0-h, black)
+		text(img, x0+w/2-len(sc)*4, 6, strings.ToUpper(sc), black)
+		text(img, x0+w/2-44, y0+22, "ACHIEVED /S", black)
+		text(img, si*pw+4, y0-h-16, "P99 MS", black)
+		for _, s := range servers {
+			var prev image.Point
+			have := false
+			for _, r := range rs {
+				if r.Scenario != sc || r.Server != s.name || r.Kind != "ramp" || r.OK == 0 {
+					continue
+				}
+				pt := image.Pt(px(r.AchievedRate), py(r.P99ms))
+				fill(img, image.Rect(pt.X-2, pt.Y-2, pt.X+3, pt.Y+3), s.c)
+				if have {
+					line(img, prev.X, prev.Y, pt.X, pt.Y, s.c)
+				}
+				prev, have = pt, true
+			}
+		}
+	}
+	// Legend.
+	lx := 10
+	for _, s := range servers {
+		fill(img, image.Rect(lx, ph+10, lx+12, ph+22), s.c)
+		text(img, lx+16, ph+11, strings.ToUpper(s.name), black)
+		lx += 16 + len(s.name)*8 + 24
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func niceCeil(v float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 4, 5, 8, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func fill(img *image.RGBA, r image.Rectangle, c color.RGBA) {
+	r = r.Intersect(img.Bounds())
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			img.SetRGBA(x, y, c)
+		}
+	}
+}
+
+func line(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
+	dx, dy := abs(x1-x0), -abs(y1-y0)
+	sx, sy := sign(x1-x0), sign(y1-y0)
+	e := dx + dy
+	for {
+		if (image.Point{x0, y0}).In(img.Bounds()) {
+			img.SetRGBA(x0, y0, c)
+		}
+		if x0 == x1 && y0 == y1 {
+			return
+		}
+		if e2 := 2 * e; e2 >= dy {
+			e += dy
+			x0 += sx
+		} else {
+			e += dx
+			y0 += sy
+		}
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func sign(v int) int {
+	switch {
+	case v < 0:
+		return -1
+	case v > 0:
+		return 1
+	}
+	return 0
+}
+
+// glyphs is a 3×5 pixel font: five rows of three bits per character.
+var glyphs = map[rune][5]uint8{
+	'0': {7, 5, 5, 5, 7}, '1': {2, 6, 2, 2, 7}, '2': {7, 1, 7, 4, 7}, '3': {7, 1, 7, 1, 7}, '4': {5, 5, 7, 1, 1},
+	'5': {7, 4, 7, 1, 7}, '6': {7, 4, 7, 5, 7}, '7': {7, 1, 1, 2, 2}, '8': {7, 5, 7, 5, 7}, '9': {7, 5, 7, 1, 7},
+	'.': {0, 0, 0, 0, 2}, '-': {0, 0, 7, 0, 0}, '/': {1, 1, 2, 4, 4}, '+': {0, 2, 7, 2, 0}, 'e': {7, 4, 6, 4, 7},
+	'A': {2, 5, 7, 5, 5}, 'B': {6, 5, 6, 5, 6}, 'C': {7, 4, 4, 4, 7}, 'D': {6, 5, 5, 5, 6}, 'E': {7, 4, 6, 4, 7},
+	'F': {7, 4, 6, 4, 4}, 'G': {7, 4, 5, 5, 7}, 'H': {5, 5, 7, 5, 5}, 'I': {7, 2, 2, 2, 7}, 'J': {1, 1, 1, 5, 7},
+	'K': {5, 5, 6, 5, 5}, 'L': {4, 4, 4, 4, 7}, 'M': {5, 7, 7, 5, 5}, 'N': {6, 5, 5, 5, 5}, 'O': {7, 5, 5, 5, 7},
+	'P': {7, 5, 7, 4, 4}, 'Q': {7, 5, 5, 7, 1}, 'R': {6, 5, 6, 5, 5}, 'S': {7, 4, 7, 1, 7}, 'T': {7, 2, 2, 2, 2},
+	'U': {5, 5, 5, 5, 7}, 'V': {5, 5, 5, 5, 2}, 'W': {5, 5, 7, 7, 5}, 'X': {5, 5, 2, 5, 5}, 'Y': {5, 5, 2, 2, 2},
+	'Z': {7, 1, 2, 4, 7},
+}
+
+// text draws s at (x, y) (top left) with glyphs scaled ×2, 8 pixels apart.
+func text(img *image.RGBA, x, y int, s string, c color.RGBA) {
+	for _, r := range s {
+		if g, ok := glyphs[r]; ok {
+			for row := 0; row < 5; row++ {
+				for col := 0; col < 3; col++ {
+					if g[row]&(4>>col) != 0 {
+						fill(img, image.Rect(x+2*col, y+2*row, x+2*col+2, y+2*row+2), c)
+					}
+				}
+			}
+		}
+		x += 8
+	}
+}

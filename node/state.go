@@ -10,6 +10,7 @@ import (
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/store"
+	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
 	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
@@ -40,6 +41,12 @@ func (n *Node) startState() error {
 		// a write is acknowledged by the one holder.
 		cfg.WriteQuorum = min(cfg.WriteQuorum, cfg.Replicas)
 		cfg.Logger = n.log.With("component", "store") // the store adds its role
+		switch role {
+		case certs.RoleRegistrar:
+			cfg.Merger = registrarMerger // RFC 3261 §10.3 ordering per binding
+		case certs.RolePresence:
+			cfg.Merger = ringstore.Merger // a subscription's higher CSeq wins
+		}
 		s, err := store.New(cfg, n.ov, cl)
 		if err != nil {
 			return fmt.Errorf("node: %w", err) // names the store already

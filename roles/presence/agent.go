@@ -44,6 +44,7 @@ type Agent struct {
 	stale  map[string]map[string]bool // key -> dialogs to send the state again
 
 	wg      sync.WaitGroup // NOTIFYs in flight and the sweeper
+	closing sync.RWMutex   // orders wg.Add (read) before Close's Wait
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started sync.Once
@@ -166,18 +167,32 @@ func New(st Store, s Sender, opts ...Option) (*Agent, error) {
 
 // Start runs the expiry sweep until Close.
 func (a *Agent) Start() {
-	a.started.Do(func() {
-		a.wg.Add(1)
-		go a.sweepLoop()
-	})
+	a.started.Do(func() { a.goAgent(a.sweepLoop) })
 }
 
 // Close stops the sweep and waits for the NOTIFYs in flight (each bounded
 // by the NOTIFY timeout; Close cancels them).
 func (a *Agent) Close() error {
+	a.closing.Lock()
 	a.cancel()
+	a.closing.Unlock()
 	a.wg.Wait()
 	return nil
+}
+
+// goAgent runs f in a goroutine Close waits for, unless the agent is
+// closed.
+func (a *Agent) goAgent(f func()) {
+	a.closing.RLock()
+	defer a.closing.RUnlock()
+	if a.ctx.Err() != nil {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
 }
 
 // Handles reports whether the agent serves req: a PUBLISH (any event; the

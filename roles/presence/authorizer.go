@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Decision is an Authorizer's answer for a watcher (RFC 3856 §6.5).
+// Decision is an Authorizer's answer for a watcher (RFC 3856 §6.6).
 type Decision int
 
 const (

@@ -6,11 +6,11 @@
 //   - PUBLISH (RFC 3903) for the event package "presence" (RFC 3856):
 //     initial publication, refresh (no body, SIP-If-Match), modify (body
 //     and SIP-If-Match), remove (Expires: 0), expiry, 423 with Min-Expires
-//     (RFC 3903 §6 step 5), 412 Conditional Request Failed for an unknown
-//     entity-tag (§6 step 3), 489 Bad Event with Allow-Events for any other
-//     event (§6 step 2, RFC 6665 §8.2.2), 415 with Accept for a body that
-//     is not application/pidf+xml (§6 step 4). Every successful PUBLISH
-//     gets a new entity-tag (§6 step 8, SIP-ETag).
+//     (RFC 3903 §6), 412 Conditional Request Failed for an unknown
+//     entity-tag, 489 Bad Event with Allow-Events for any other event, 415
+//     with Accept for a body that is not application/pidf+xml, 403 for a
+//     PUBLISH from anyone but the presentity. Every successful PUBLISH
+//     gets a new entity-tag (SIP-ETag).
 //   - Composition (RFC 3863, RFC 3903 §5): a presentity's state is one
 //     PIDF document holding the <tuple> and <note> elements of all its live
 //     publications (oldest publication first; a tuple id met twice is
@@ -18,11 +18,11 @@
 //     empty <presence/> of the presentity: no tuple, no status.
 //   - SUBSCRIBE/NOTIFY (RFC 6665, RFC 3856): 200 (or 202 when the
 //     Authorizer says pending) and an immediate NOTIFY with the full state
-//     (§4.2.1.1); a NOTIFY on every change of the composed state;
-//     refresh (§4.1.2.2) with a NOTIFY; unsubscribe (Expires: 0) and a
-//     fetch (Expires: 0 on a new subscription, §4.3.3) answered with a
-//     NOTIFY "terminated;reason=timeout"; expiry with "terminated;
-//     reason=timeout"; removal of the presentity ([Agent.Remove]) with
+//     (RFC 6665 §4.2.1.2); a NOTIFY on every change of the composed state;
+//     refresh (§4.2.1.4) with a NOTIFY; unsubscribe (Expires: 0) and a
+//     fetch (Expires: 0 on a new subscription, §4.4.3) answered with a
+//     NOTIFY "terminated;reason=timeout"; expiry with
+//     "terminated;reason=timeout"; removal of the presentity ([Agent.Remove]) with
 //     "terminated;reason=noresource"; authorization refused on refresh
 //     with "terminated;reason=rejected". A NOTIFY answered with a non-2xx
 //     response (no Retry-After), or timing out, removes the subscription
@@ -67,8 +67,25 @@
 // its CSeq was reused ends the subscription and the watcher subscribes
 // again.
 //
+// # What the edge does
+//
+// For a request whose Request-URI is in the cluster's domain and for
+// which [Handles] is true (any PUBLISH; a SUBSCRIBE with Event: presence,
+// in or out of a dialog, once its own Route entries are removed), the
+// edge, after its usual 407 challenge of subscribers, finds the owner of
+// Key(Request-URI) on the presence ring. On the owner it calls
+// [Agent.ServeSIP] with the server transaction, and answers
+// sipstatus.Response(req, err) when that returns an error. Elsewhere it
+// forwards the request to the owner over SIP, record-routing a SUBSCRIBE
+// (flow token included) so that NOTIFYs, whose route set is that
+// Record-Route, reach the watcher through the edge that holds its flow.
+// NOTIFYs from the agent are ordinary in-dialog requests for the edge;
+// MESSAGE is routed by location like any other request.
+//
 // Authorization of watchers is the [Authorizer]'s: by default a watcher
 // of the presentity's own domain is allowed and any other is refused (403).
+// A PUBLISH is accepted only from the presentity itself (From = the
+// Request-URI's AOR; the edge authenticates From), else 403.
 //
 // The agent reaches the store through [Store] and sends NOTIFYs through
 // [Sender], both defined here; [ClientSender] implements Sender over

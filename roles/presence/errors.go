@@ -23,7 +23,7 @@ var (
 	ErrMethod           = errors.New("presence: method not handled by the presence agent")
 )
 
-// badEvent is 489 Bad Event with Allow-Events (RFC 6665 §8.3.2).
+// badEvent is 489 Bad Event with Allow-Events (RFC 6665 §4.2.1.1).
 func badEvent(cause error) error {
 	return sipstatus.New(489, "", cause, sip.NewHeader("Allow-Events", EventPresence))
 }

@@ -163,11 +163,7 @@ func buildNotify(s *Subscription, state string, body []byte) *sip.Request {
 // what its dialog queued meanwhile.
 func (a *Agent) dispatch(outs []*outgoing) {
 	for _, o := range outs {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.drain(o)
-		}()
+		a.goAgent(func() { a.drain(o) })
 	}
 }
 
@@ -220,9 +216,7 @@ func (a *Agent) restate(key, id string) {
 	if scheduled {
 		return
 	}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.goAgent(func() {
 		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 		defer cancel()
 		unlock := a.keys.lock(key)
@@ -250,7 +244,7 @@ func (a *Agent) restate(key, id string) {
 			return
 		}
 		a.dispatch(outs)
-	}()
+	})
 }
 
 // send sends one NOTIFY and reports whether the subscription lives on: a

@@ -20,7 +20,7 @@ import (
 // the presentity are notified when the composed state changed (initial,
 // modify, remove; not on a refresh).
 func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	// Step 2: the event package.
+	// the event package.
 	if ev, _ := eventOf(req); ev != EventPresence {
 		return nil, badEvent(fmt.Errorf("%w: PUBLISH for event %q", ErrBadEvent, ev))
 	}
@@ -28,14 +28,19 @@ func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, e
 	if err != nil {
 		return nil, err
 	}
-	// Step 4: the body.
+	// authorization. The edge authenticates the From of
+	// subscribers of the domain; one may publish only for oneself.
+	if from := req.From(); from == nil || Key(from.Address) != key {
+		return nil, sipstatus.Forbidden(fmt.Errorf("%w: PUBLISH for %s from another AOR", ErrForbidden, key))
+	}
+	// the body.
 	body := req.Body()
 	if len(body) > 0 {
 		if err := checkPIDF(req, body); err != nil {
 			return nil, err
 		}
 	}
-	// Step 5: the expiry.
+	// the expiry.
 	exp, err := expiresOf(req, a.pubDef)
 	if err != nil {
 		return nil, err
@@ -59,7 +64,7 @@ func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, e
 	}
 	now := a.now()
 	v := decode(recs, now)
-	// Step 3: the entity-tag.
+	// the entity-tag.
 	var old *Publication
 	if ifMatch != "" {
 		if old = v.pub(ifMatch); old == nil {
@@ -136,8 +141,8 @@ func (v *view) dropPub(etag string) {
 	}
 }
 
-// newETag returns a fresh entity-tag (RFC 3903 §6 step 8: unique across
-// all publications of the ESC): 80 random bits.
+// newETag returns a fresh entity-tag (RFC 3903 §6: unique across all
+// publications of the ESC): 80 random bits.
 func newETag() string {
 	b := make([]byte, 10)
 	rand.Read(b)

@@ -92,6 +92,7 @@ func TestPublishErrors(t *testing.T) {
 		{"other XML", "", 60, `<foo xmlns="urn:x"/>`, nil, 400, ""},
 		{"expiry too brief", "", 10, pidf(key, "a=open"), nil, 423, "Min-Expires"},
 		{"initial without body", "", 60, "", nil, 400, ""},
+		{"for someone else", "", 60, pidf(key, "a=open"), []sip.Header{&sip.FromHeader{Address: presURI("mallory@example.test"), Params: sip.HeaderParams{{K: "tag", V: "m1"}}}}, 403, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,5 +110,33 @@ func TestPublishErrors(t *testing.T) {
 	}
 	if pubs, _ := c.records(key); len(pubs) != 0 {
 		t.Fatalf("refused PUBLISHes stored %+v", pubs)
+	}
+}
+
+func TestHandles(t *testing.T) {
+	mk := func(m sip.RequestMethod, event string) *sip.Request {
+		r := sip.NewRequest(m, presURI("alice@example.test"))
+		if event != "" {
+			r.AppendHeader(sip.NewHeader("Event", event))
+		}
+		return r
+	}
+	cases := []struct {
+		req  *sip.Request
+		want bool
+	}{
+		{mk(sip.PUBLISH, "presence"), true},
+		{mk(sip.PUBLISH, "dialog"), true}, // answered 489 by the agent
+		{mk(sip.SUBSCRIBE, "presence"), true},
+		{mk(sip.SUBSCRIBE, "Presence;id=4"), true},
+		{mk(sip.SUBSCRIBE, "dialog"), false},
+		{mk(sip.SUBSCRIBE, "message-summary"), false},
+		{mk(sip.NOTIFY, "presence"), false},
+		{mk(sip.MESSAGE, ""), false},
+	}
+	for _, tc := range cases {
+		if got := presence.Handles(tc.req); got != tc.want {
+			t.Errorf("%s Event %q: Handles = %v", tc.req.Method, header(tc.req, "Event"), got)
+		}
 	}
 }

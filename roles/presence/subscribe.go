@@ -92,7 +92,7 @@ func (a *Agent) Subscribe(ctx context.Context, req *sip.Request, tx Responder) e
 	v := decode(recs, now)
 	var outs []*outgoing
 	if exp == 0 {
-		// A fetch: one NOTIFY with the state, nothing stored (§4.3.3).
+		// A fetch: one NOTIFY with the state, nothing stored (RFC 6665 §4.4.3).
 		out, _ := a.claimOne(key, Compose("sip:"+key, v.pidfs()), s, ReasonTimeout)
 		outs = []*outgoing{out}
 	} else if outs, err = a.claimLocked(ctx, key, v, []*Subscription{s}, true, nil); err != nil {
@@ -106,7 +106,7 @@ func (a *Agent) Subscribe(ctx context.Context, req *sip.Request, tx Responder) e
 	return err
 }
 
-// refresh handles a SUBSCRIBE within an existing dialog (§4.2.1.2):
+// refresh handles a SUBSCRIBE within an existing dialog (RFC 6665 §4.2.1.4):
 // refresh or, with Expires: 0, unsubscribe.
 func (a *Agent) refresh(ctx context.Context, req *sip.Request, tx Responder, key, id string, exp time.Duration) error {
 	unlock := a.keys.lock(key)
@@ -133,7 +133,7 @@ func (a *Agent) refresh(ctx context.Context, req *sip.Request, tx Responder, key
 	}
 	s.RemoteCSeq = seq
 	if c := req.Contact(); c != nil {
-		s.RemoteTarget = c.Address.String() // target refresh (RFC 6665 §4.1.2.2)
+		s.RemoteTarget = c.Address.String() // target refresh (RFC 3261 §12.2.2)
 	}
 	reason := ""
 	if exp == 0 {
@@ -184,7 +184,7 @@ func (a *Agent) subscribeResponse(req *sip.Request, s *Subscription, exp time.Du
 }
 
 // checkAccept refuses watchers whose Accept excludes PIDF (406; RFC 3856
-// §6.7: PIDF is the mandatory format, so no Accept means PIDF).
+// §6.5: PIDF is the mandatory format, so no Accept means PIDF).
 func checkAccept(req *sip.Request) error {
 	hs := req.GetHeaders("Accept")
 	if len(hs) == 0 {

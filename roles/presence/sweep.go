@@ -6,7 +6,6 @@ import (
 )
 
 func (a *Agent) sweepLoop() {
-	defer a.wg.Done()
 	t := time.NewTicker(a.sweepEvery)
 	defer t.Stop()
 	for {

@@ -127,3 +127,27 @@ func hostOf(addr string) string {
 	h, _, _ := net.SplitHostPort(addr)
 	return h
 }
+
+// After the owner dies, the next owner's sweep finds the subscription in
+// its replica and ends it on expiry, in the same dialog.
+func TestOwnerDiesExpiryByNextOwner(t *testing.T) {
+	c := newCluster(t, 3,
+		presence.WithSubscriptionExpiry(time.Second, time.Hour, time.Hour),
+		presence.WithSweepInterval(100*time.Millisecond))
+	alice, bob := newUA(t, "alice"), newUA(t, "bob")
+	key := alice.aor()
+	owner := c.owner(key)
+	entry := c.other(owner)
+	if res := bob.subscribe(entry.sipAddr, key, 2); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	var last uint32
+	checkNotify(t, bob, bob.next(wait), &last, "active", []string{})
+	c.crash(owner)
+	next := c.owner(key)
+	n := bob.next(wait)
+	checkNotify(t, bob, n, &last, "terminated;reason=timeout", []string{})
+	if v := n.GetHeaders("Via"); len(v) != 2 || v[1].(*sip.ViaHeader).Host != next.ip {
+		t.Fatalf("timeout NOTIFY not from the next owner %s: %v", next.ip, v)
+	}
+}

@@ -45,6 +45,7 @@ func ratio(a, b float64) string {
 func table(rep *Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "sipmesh vs Kamailio on %s, %d workers each, %d s per run (%s; %s; %s)\n", rep.Host, rep.Workers, rep.StepSeconds, rep.Kamailio, rep.SIPp, rep.Go)
+	fmt.Fprintf(&b, "load average before %s, after %s\n", rep.LoadBefore, rep.LoadAfter)
 	fmt.Fprintf(&b, "%-13s %-10s | %-7s %9s %6s %7s %7s %8s | %9s %7s %8s\n", "scenario", "server",
 		"fixed/s", "achieved", "failed", "p50 ms", "p99 ms", "cpu/1k", "max/s", "p99 ms", "cpu/1k")
 	fmt.Fprintln(&b, strings.Repeat("-", 112))

@@ -73,6 +73,15 @@ Inspect the mesh (as the operator "admin"):
 or with a node's own identity:
   sipmesh members --config %[3]s --json
 
+Subscribers (domain %[2]s, any node's SIP address as outbound proxy, UDP or TCP port 5060):
+%[7]s
+Register bob with sipp and answer calls, then call him from another node:
+  sipp -sf scripts/sipp/reg_then_uas.xml -oocsf scripts/sipp/uas_ooc.xml -m 1 -s bob -au bob -ap bob-secret \
+       -key domain %[2]s -key contact_host 127.0.0.1 -key contact_port 5070 -key expires 3600 \
+       -auth_uri %[2]s -i 127.0.0.1 -p 5070 %[6]s:5060
+  sipp -sf scripts/sipp/uac_auth.xml -s bob -au alice -ap alice-secret -key caller alice -key domain %[2]s \
+       -auth_uri bob@%[2]s -m 10 -i 127.0.0.1 -p 5071 %[8]s:5060
+
 Ask the mesh's DNS what phones see (RFC 3263):
   dig @%[6]s -p 5353 NAPTR %[2]s
   dig @%[6]s -p 5353 SRV _sipmesh._tcp.%[2]s
@@ -80,7 +89,7 @@ Ask the mesh's DNS what phones see (RFC 3263):
 
 Kill a node and watch the others notice:  kill -9 %[4]d   (n%[5]d)
 Press Ctrl-C to stop the cluster.
-`, conn, devCluster, filepath.Join(*dir, "n1.yaml"), procs[len(procs)-1].cmd.Process.Pid, len(procs), ip)
+`, conn, devCluster, filepath.Join(*dir, "n1.yaml"), procs[len(procs)-1].cmd.Process.Pid, len(procs), ip, devUserLines(), lastIP(ip, len(procs)))
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(env.stdout, "\nstopping the cluster…")
@@ -109,6 +118,9 @@ func prepareDev(dir string, first netip.Addr, n int) ([]string, error) {
 		if _, _, err := is.WriteFiles(dir, "admin"); err != nil {
 			return nil, err
 		}
+	}
+	if err := writeDevUsers(dir); err != nil {
+		return nil, err
 	}
 	addrs := make([]string, n)
 	ip := first
@@ -148,7 +160,10 @@ overlay:
   replicas: 2
 dns:
   listen: "%s:5353"            # embedded authoritative server for %s
-`, addr, name, name, strings.Join(join, ", "), addr, devCluster)
+sip:
+  listen: ["udp://%s:5060", "tcp://%s:5060"]
+  users: users.yaml
+`, addr, name, name, strings.Join(join, ", "), addr, devCluster, addr, addr)
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
@@ -156,6 +171,24 @@ dns:
 		configs = append(configs, path)
 	}
 	return configs, nil
+}
+
+// devUsers are the dev cluster's subscribers: user, password.
+var devUsers = [][2]string{{"alice", "alice-secret"}, {"bob", "bob-secret"}, {"carol", "carol-secret"}}
+
+// writeDevUsers writes users.yaml (sip.users) unless it exists, so that an
+// operator's edits survive a restart of the dev cluster.
+func writeDevUsers(dir string) error {
+	path := filepath.Join(dir, "users.yaml")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("# subscribers of the dev cluster; nodes reload this file on change\nusers:\n")
+	for _, u := range devUsers {
+		fmt.Fprintf(&b, "  - {user: %s, domain: %s, password: %s}\n", u[0], devCluster, u[1])
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 type devProc struct {
@@ -244,4 +277,20 @@ func stopDev(env *cliEnv, procs []*devProc) {
 			<-p.done
 		}
 	}
+}
+
+func devUserLines() string {
+	var b strings.Builder
+	for _, u := range devUsers {
+		fmt.Fprintf(&b, "  %-6s password %s\n", u[0], u[1])
+	}
+	return b.String()
+}
+
+// lastIP is the address of the last of n nodes starting at first.
+func lastIP(first netip.Addr, n int) netip.Addr {
+	for i := 1; i < n; i++ {
+		first = first.Next()
+	}
+	return first
 }

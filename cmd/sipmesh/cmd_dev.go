@@ -77,7 +77,7 @@ Subscribers (domain %[2]s, any node's SIP address as outbound proxy, UDP or TCP 
 %[7]s
 Register bob with sipp and answer calls, then call him from another node:
   sipp -sf scripts/sipp/reg_then_uas.xml -oocsf scripts/sipp/uas_ooc.xml -m 1 -s bob -au bob -ap bob-secret \
-       -key domain %[2]s -key contact_host 127.0.0.1 -key contact_port 5070 -key expires 3600 \
+       -key domain %[2]s -key contact_host 127.0.0.1 -key contact_port 5070 -key expires 3600 -key tag bob \
        -auth_uri %[2]s -i 127.0.0.1 -p 5070 %[6]s:5060
   sipp -sf scripts/sipp/uac_auth.xml -s bob -au alice -ap alice-secret -key caller alice -key domain %[2]s \
        -auth_uri bob@%[2]s -m 10 -i 127.0.0.1 -p 5071 %[8]s:5060

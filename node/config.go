@@ -81,6 +81,12 @@ type ListenSection struct {
 type SIPSection struct {
 	Listen []string `json:"listen,omitempty"`
 	Users  string   `json:"users,omitempty"`
+	// RateLimit is the most SIP messages per second accepted from one
+	// source IP other than a mesh node (pike); 0: no limit.
+	RateLimit float64 `json:"rate_limit,omitempty"`
+	// RateBurst is how many messages above the rate a source may send at
+	// once; default twice the rate.
+	RateBurst int `json:"rate_burst,omitempty"`
 }
 
 // RelaySection is the "relay" key.
@@ -235,6 +241,12 @@ func (c *Config) defaultsAndValidate() error {
 		if _, err := ParseSIPListen(l); err != nil {
 			return fmt.Errorf("key \"sip.listen[%d]\": %w", i, err)
 		}
+	}
+	if c.SIP.RateLimit < 0 || c.SIP.RateBurst < 0 {
+		return errors.New("key \"sip.rate_limit\"/\"sip.rate_burst\": must not be negative")
+	}
+	if c.SIP.RateLimit > 0 && c.SIP.RateBurst == 0 {
+		c.SIP.RateBurst = int(2 * c.SIP.RateLimit)
 	}
 	if c.Relay.Ports != "" {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {

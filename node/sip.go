@@ -126,6 +126,9 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		Locator: locator{reg},
 		Mesh:    sipMesh{n},
 		Logger:  log,
+
+		RateLimit: n.cfg.SIP.RateLimit,
+		RateBurst: n.cfg.SIP.RateBurst,
 	}
 	if known != nil {
 		pc.Users = known

@@ -122,23 +122,6 @@ func testConfig() Config {
 	return c
 }
 
-// eventually retries f until it returns nil or d passes.
-func eventually(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	wait := 5 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 200*time.Millisecond)
-	}
-}
 
 // digResult and dig are dig's parsed answer and one of its RR lines; the
 // runner lives in internal/bindtest, shared with the end-to-end tests.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/overlay"
 )
 
@@ -31,7 +33,7 @@ func TestDiscoverSeeds(t *testing.T) {
 	}
 
 	mesh.setState("n2", overlay.StateDead)
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		seeds, err = DiscoverSeeds(ctx, s.Addr().String(), testCluster+".")
 		if err == nil && len(seeds) != 3 {
 			err = fmt.Errorf("seeds after n2 died: %q", seeds)
@@ -46,7 +48,7 @@ func TestDiscoverSeeds(t *testing.T) {
 	for _, n := range []string{"n1", "n3", "n4"} {
 		mesh.setState(n, overlay.StateDead)
 	}
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		_, err := DiscoverSeeds(ctx, s.Addr().String(), testCluster)
 		if err == nil || !strings.Contains(err.Error(), "set overlay.join") {
 			return fmt.Errorf("no alive node: err = %v, want advice to set overlay.join", err)

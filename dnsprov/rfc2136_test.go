@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
 	"github.com/sipmesh/sipmesh/internal/bindtest"
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/ring"
 )
@@ -104,7 +106,7 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	}
 
 	udp := "_sip._udp." + testCluster
-	eventually(t, 10*time.Second, func() error {
+	retry.Eventually(t, 10*time.Second, func() error {
 		if err := want(targetsAt(t, ns.Addr, udp), "legacy.example.org.", "n1", "n2", "n3"); err != nil {
 			return err
 		}
@@ -146,7 +148,7 @@ func TestRFC2136RecordsFollowTheMesh(t *testing.T) {
 	ups["n3"].Close()
 	crashed := time.Now()
 	mesh.setState("n3", overlay.StateDead)
-	eventually(t, 10*time.Second, func() error {
+	retry.Eventually(t, 10*time.Second, func() error {
 		if err := want(targetsAt(t, ns.Addr, udp), "legacy.example.org.", "n1", "n2"); err != nil {
 			return err
 		}
@@ -262,7 +264,7 @@ func TestRFC2136WrongKeyIsRefusedAndSaidSo(t *testing.T) {
 			}
 			u.Start()
 			defer u.Close()
-			eventually(t, 5*time.Second, func() error {
+			retry.Eventually(t, 5*time.Second, func() error {
 				l := logs.String()
 				if !strings.Contains(l, "refused the TSIG key") || !strings.Contains(l, "rcode=NOTAUTH") || !strings.Contains(l, "tsig_error="+tt.tsigErr) {
 					return fmt.Errorf("log does not say the key was refused:\n%s", l)

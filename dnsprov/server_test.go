@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/overlay"
 )
 
@@ -71,7 +73,7 @@ func TestServerDigFollowsNAPTRToNodesAndFollowsMembership(t *testing.T) {
 	serial := s.Zone().Serial
 
 	mesh.setState("n3", overlay.StateDead)
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		r := runDig(t, addr, "+norec", "_sip._udp."+testCluster, "SRV")
 		if got := r.Data("SRV"); len(got) != 2 || slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "n3.") }) {
 			return fmt.Errorf("SRV after n3 died: %q", got)

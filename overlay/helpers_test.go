@@ -134,23 +134,6 @@ func start(t testing.TB, cfg Config) *Overlay {
 	return o
 }
 
-// eventually retries f until it returns nil or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := 10 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 200*time.Millisecond)
-	}
-}
 
 // aliveNames lists the members o sees alive.
 func aliveNames(o *Overlay) []string {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/internal/retry"
 )
 
 func TestThreeNodesFormMesh(t *testing.T) {
@@ -36,7 +37,7 @@ func TestThreeNodesFormMesh(t *testing.T) {
 		}
 	}
 	for _, o := range nodes {
-		eventually(t, 10*time.Second, func() error { return seesAlive(o, "n1", "n2", "n3") })
+		retry.Eventually(t, 10*time.Second, func() error { return seesAlive(o, "n1", "n2", "n3") })
 	}
 	for _, o := range nodes {
 		m, ok := o.Member("n3")
@@ -45,16 +46,18 @@ func TestThreeNodesFormMesh(t *testing.T) {
 		}
 	}
 	// n1's metrics, read as a scraper would.
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		got := gather(t, reg)
 		for name, ok := range map[string]bool{
-			`sipmesh_overlay_members{state="alive"}`:                     got[`sipmesh_overlay_members{state="alive"}`] == 3,
-			`sipmesh_overlay_members{state="dead"}`:                      got[`sipmesh_overlay_members{state="dead"}`] == 0,
-			`sipmesh_overlay_ring_rebuilds_total`:                        got[`sipmesh_overlay_ring_rebuilds_total`] >= 1,
-			`sipmesh_overlay_transport_connections{direction="inbound"}`: got[`sipmesh_overlay_transport_connections{direction="inbound"}`] >= 1,
-			`sipmesh_overlay_gossip_sent_bytes_total`:                    got[`sipmesh_overlay_gossip_sent_bytes_total`] > 0,
-			`sipmesh_overlay_gossip_received_bytes_total`:                got[`sipmesh_overlay_gossip_received_bytes_total`] > 0,
-			`sipmesh_overlay_refusals_total{reason="revoked"}`:           got[`sipmesh_overlay_refusals_total{reason="revoked"}`] == 0,
+			`sipmesh_overlay_members{state="alive"}`: got[`sipmesh_overlay_members{state="alive"}`] == 3,
+			`sipmesh_overlay_members{state="dead"}`:  got[`sipmesh_overlay_members{state="dead"}`] == 0,
+			`sipmesh_overlay_ring_rebuilds_total`:    got[`sipmesh_overlay_ring_rebuilds_total`] >= 1,
+			// One connection per pair, dialled by either side: n1 has one
+			// with each of the two others, whichever way it was opened.
+			`sipmesh_overlay_transport_connections`:            got[`sipmesh_overlay_transport_connections{direction="inbound"}`]+got[`sipmesh_overlay_transport_connections{direction="outbound"}`] >= 2,
+			`sipmesh_overlay_gossip_sent_bytes_total`:          got[`sipmesh_overlay_gossip_sent_bytes_total`] > 0,
+			`sipmesh_overlay_gossip_received_bytes_total`:      got[`sipmesh_overlay_gossip_received_bytes_total`] > 0,
+			`sipmesh_overlay_refusals_total{reason="revoked"}`: got[`sipmesh_overlay_refusals_total{reason="revoked"}`] == 0,
 		} {
 			if !ok {
 				return fmt.Errorf("metric %s = %v", name, got[name])
@@ -97,7 +100,7 @@ func meshOf(t *testing.T, ca *testCA, n int, tune func(*memberlist.Config)) ([]*
 		}
 	}
 	for _, o := range nodes {
-		eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
+		retry.Eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
 	}
 	return nodes, logs
 }
@@ -126,7 +129,7 @@ func TestCrashedNodeDetectedAndRejoins(t *testing.T) {
 	}
 	sawSuspect := map[string]bool{}
 	for _, o := range nodes[:2] {
-		eventually(t, 10*time.Second-time.Since(killed), func() error {
+		retry.Eventually(t, 10*time.Second-time.Since(killed), func() error {
 			m, _ := o.Member("n3")
 			if m.State == StateSuspect {
 				sawSuspect[o.Name()] = true
@@ -163,7 +166,7 @@ func TestCrashedNodeDetectedAndRejoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []*Overlay{nodes[0], nodes[1], again} {
-		eventually(t, 10*time.Second, func() error {
+		retry.Eventually(t, 10*time.Second, func() error {
 			if err := seesAlive(o, "n1", "n2", "n3"); err != nil {
 				return err
 			}
@@ -209,14 +212,14 @@ func TestRevocationSpreadsFromOneNode(t *testing.T) {
 		}
 	}
 	for _, o := range nodes {
-		eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
+		retry.Eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
 	}
 	if _, err := ca.ca.Revoke("n4"); err != nil {
 		t.Fatal(err)
 	}
 	copyFile(t, ca.crlPath(), watched)
 	for _, o := range nodes[:3] {
-		eventually(t, 10*time.Second, func() error {
+		retry.Eventually(t, 10*time.Second, func() error {
 			if err := seesAlive(o, "n1", "n2", "n3"); err != nil {
 				return err
 			}
@@ -233,7 +236,7 @@ func TestRevocationSpreadsFromOneNode(t *testing.T) {
 	}
 	// memberlist itself gives up on n4 too: its probes are refused.
 	for _, o := range nodes[:3] {
-		eventually(t, 15*time.Second, func() error {
+		retry.Eventually(t, 15*time.Second, func() error {
 			for _, n := range o.ml.Load().Members() {
 				if n.Name == "n4" {
 					return fmt.Errorf("%s: memberlist still lists n4", o.Name())
@@ -310,7 +313,7 @@ func TestLeaveIsReportedAsLeft(t *testing.T) {
 		t.Fatal("no notification after a member left")
 	}
 	for _, o := range nodes[:2] {
-		eventually(t, 10*time.Second, func() error {
+		retry.Eventually(t, 10*time.Second, func() error {
 			m, ok := o.Member("n3")
 			if !ok || m.State != StateLeft {
 				return fmt.Errorf("%s sees n3 as %q (known %v), want left", o.Name(), m.State, ok)
@@ -395,7 +398,7 @@ func TestConfigValidation(t *testing.T) {
 	cfg.Port = 0
 	cfg.Roles = []string{certs.RoleRegistrar}
 	o := start(t, cfg)
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if got := gather(t, reg); got[`sipmesh_overlay_members{state="alive"}`] != 1 {
 			return fmt.Errorf("metrics after a retry: %v", got)
 		}
@@ -404,7 +407,7 @@ func TestConfigValidation(t *testing.T) {
 	if s := o.Self(); !slices.Equal(s.Roles, []string{certs.RoleRegistrar}) || s.Address != o.GossipAddr() {
 		t.Fatalf("self %+v", s)
 	}
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if !o.Ring(certs.RoleRegistrar).Has("v1") || o.Ring(certs.RoleProxy).Has("v1") {
 			return fmt.Errorf("v1 on registrar ring: %v, on proxy ring: %v", o.Ring(certs.RoleRegistrar).Has("v1"), o.Ring(certs.RoleProxy).Has("v1"))
 		}
@@ -448,7 +451,7 @@ func TestSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ch := range []<-chan struct{}{a, b} {
-		eventually(t, 5*time.Second, func() error {
+		retry.Eventually(t, 5*time.Second, func() error {
 			select {
 			case <-ch:
 			case <-time.After(50 * time.Millisecond):
@@ -469,11 +472,11 @@ func TestSubscribe(t *testing.T) {
 	if _, err := n3.Join([]string{n1.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error { return seesAlive(n1, "n1", "n2", "n3") })
+	retry.Eventually(t, 5*time.Second, func() error { return seesAlive(n1, "n1", "n2", "n3") })
 	if err := n1.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		select {
 		case _, open := <-b:
 			if !open {
@@ -498,7 +501,7 @@ func TestOwnRevocationIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, ca.crlPath(), cfg.CRLPath)
-	eventually(t, 10*time.Second, func() error {
+	retry.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(l.String(), "own certificate is revoked") {
 			return fmt.Errorf("no error logged yet")
 		}

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/internal/retry"
 )
 
 // goodMesh starts n joined nodes of ca whose certificates are loaded with
@@ -41,7 +42,7 @@ func goodMesh(t *testing.T, ca *testCA, caPath string, n int, mod func(*certs.Ma
 		}
 	}
 	for _, o := range nodes {
-		eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
+		retry.Eventually(t, 10*time.Second, func() error { return seesAlive(o, names...) })
 	}
 	return nodes, logs
 }
@@ -147,7 +148,7 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("rogue joined without error")
 			}
 			// The refusing node says why, naming the reason and the peer.
-			eventually(t, 5*time.Second, func() error {
+			retry.Eventually(t, 5*time.Second, func() error {
 				if !strings.Contains(logs[0].String(), "reason="+tc.reason) {
 					return fmt.Errorf("g1 has not logged reason %s; g1 log:\n%s\nrogue log:\n%s", tc.reason, logs[0].String(), rlog.String())
 				}
@@ -201,7 +202,7 @@ func TestGossipMustMatchCertificates(t *testing.T) {
 	cfg.hooks = &testHooks{meta: meta}
 	rg := start(t, cfg)
 	_, _ = rg.Join([]string{good[0].GossipAddr()})
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if !strings.Contains(logs[0].String(), "which its certificate does not allow") {
 			return fmt.Errorf("g1 has not refused the boaster")
 		}
@@ -228,7 +229,7 @@ func TestGossipMustMatchCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := &memberlist.Node{Name: "g3", Addr: net.ParseIP(host), Port: uint16(port), Meta: g2meta}
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if _, ok := good[0].tr.nameAt(g2.GossipAddr()); !ok {
 			return fmt.Errorf("g1 has no connection to g2 yet")
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/internal/retry"
 )
 
 // newTestTransport starts a bare transport on 127.0.0.1.
@@ -145,14 +146,14 @@ func TestTransportRedialsAfterPeerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The sender notices the closed connection without writing into it.
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if n := a.openConns(); n != 0 {
 			return fmt.Errorf("sender still has %d connections", n)
 		}
 		return nil
 	})
 	b2 := newTestTransport(t, bm, port, &lb)
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if _, err := a.WriteToAddress([]byte("two"), to); err != nil {
 			return err
 		}
@@ -225,7 +226,7 @@ func TestTransportClosesRevokedPeer(t *testing.T) {
 		t.Fatalf("b's end of its stream: %v, want closed by a", err)
 	}
 	st.Close() // as memberlist does when a stream fails
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if na, nb := a.openConns(), b.openConns(); na+nb != 0 {
 			return fmt.Errorf("connections left: a %d, b %d", na, nb)
 		}
@@ -234,7 +235,7 @@ func TestTransportClosesRevokedPeer(t *testing.T) {
 	if _, err := b.WriteToAddress([]byte("z"), memberlist.Address{Addr: a.advAddr, Name: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if !bytes.Contains([]byte(la.String()), []byte("reason=revoked")) {
 			return fmt.Errorf("a has not refused b")
 		}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/internal/retry"
 )
 
 var (
@@ -54,20 +55,16 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// Eventually retries f until it returns nil or timeout passes.
+// Eventually is retry.Eventually with what is being waited for in the
+// failure message.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
+	retry.Eventually(t, timeout, func() error {
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // Cluster is a CA and the nodes started under it.

@@ -146,21 +146,6 @@ func session(t testing.TB, r *relay.Relay, callID string) relay.SessionInfo {
 	return si
 }
 
-// eventually polls f until it returns nil, failing after timeout.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // canBind reports whether every port of [lo, hi] on ip is free.
 func canBind(ip netip.Addr, lo, hi int) error {

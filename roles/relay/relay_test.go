@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
@@ -86,7 +87,7 @@ func TestLatchingLearnsRealSource(t *testing.T) {
 
 	// b sends first; a is unknown: dropped.
 	b.send(st.B.RTP, rtpPacket(2, 1, "lost"))
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if d := session(t, r, "nat").Streams[0].B.Dropped; d != 1 {
 			return fmt.Errorf("b dropped %d, want 1", d)
 		}
@@ -190,7 +191,7 @@ func TestInactivityTimeout(t *testing.T) {
 	if _, ok := r.Session("silent"); !ok && time.Since(start) < 1500*time.Millisecond {
 		t.Fatal("silent session freed before its setup timeout")
 	}
-	eventually(t, 10*time.Second, func() error {
+	retry.Eventually(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) != 2 {

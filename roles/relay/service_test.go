@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/rpc/rpctest"
@@ -166,7 +167,7 @@ func TestSessionJSON(t *testing.T) {
 	a := newEndpoint(t, ip)
 	al := allocate(t, r, "json", relay.StreamSpec{A: relay.Peer{RTP: a.addr()}})
 	a.send(al.Streams[0].A.RTP, rtpPacket(1, 1, "j"))
-	eventually(t, 5*time.Second, func() error {
+	retry.Eventually(t, 5*time.Second, func() error {
 		if session(t, r, "json").Streams[0].A.Packets != 1 {
 			return errNotYet
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/internal/retry"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/ring"
 )
@@ -183,21 +184,7 @@ func (v *View) Self() overlay.Member {
 // the test with f's last error.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := 5 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %v", timeout, err)
-		}
-		time.Sleep(wait)
-		if wait < 200*time.Millisecond {
-			wait *= 2
-		}
-	}
+	retry.Eventually(t, timeout, f)
 }
 
 // LogBuffer is a concurrency-safe log sink for asserting on log lines.

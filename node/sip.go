@@ -14,10 +14,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/store"
 	"github.com/sipmesh/sipmesh/roles/digest"
+	"github.com/sipmesh/sipmesh/roles/presence"
+	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
 	"github.com/sipmesh/sipmesh/roles/proxy"
 	"github.com/sipmesh/sipmesh/roles/registrar"
 )
@@ -54,7 +58,8 @@ func (n *Node) sipServices() map[string]string {
 }
 
 func (n *Node) runsSIP() bool {
-	return len(n.cfg.SIP.Listen) > 0 && (slices.Contains(n.roles, certs.RoleProxy) || slices.Contains(n.roles, certs.RoleRegistrar))
+	return len(n.cfg.SIP.Listen) > 0 && (slices.Contains(n.roles, certs.RoleProxy) || slices.Contains(n.roles, certs.RoleRegistrar) ||
+		slices.Contains(n.roles, certs.RolePresence))
 }
 
 // startSIP builds the SIP edge (roles/proxy) and, when this node has the
@@ -139,13 +144,37 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 	if slices.Contains(n.roles, certs.RoleRegistrar) {
 		pc.Registrar = reg
 	}
+	// The presence agent sends its NOTIFYs through the edge (from the
+	// node's SIP address); the edge hands it PUBLISH and SUBSCRIBE.
+	sender := &edgeSender{}
+	var agent *presence.Agent
+	if slices.Contains(n.roles, certs.RolePresence) {
+		pst, ok := n.stores.Store(certs.RolePresence)
+		if !ok {
+			return nil, errors.New("node: SIP: no presence store")
+		}
+		if agent, err = presence.New(ringstore.New(pst, n.Name()), sender, presence.WithLogger(log)); err != nil {
+			return nil, fmt.Errorf("node: SIP: %w", err)
+		}
+	}
+	pc.Presence = presenceEdge{n: n, agent: agent}
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	sender.p = p
 	p.Serve(ctx)
-	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil)
-	return func() { cancel(); p.Close() }, nil
+	if agent != nil {
+		agent.Start()
+	}
+	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil, "presence", agent != nil)
+	return func() {
+		if agent != nil {
+			agent.Close()
+		}
+		cancel()
+		p.Close()
+	}, nil
 }
 
 // nonceSecret is the key digest nonces are signed with; every node of the
@@ -285,4 +314,61 @@ func (m sipMesh) RegistrarAddr(aor string) (string, error) {
 		return "", fmt.Errorf("registrar %s advertises no SIP UDP address", owner.Name)
 	}
 	return a, nil
+}
+
+// PresenceAddr is the UDP "host:port" of the node owning key
+// ("user@domain") on the presence ring.
+func (m sipMesh) PresenceAddr(key string) (string, error) {
+	addr, _, err := m.presenceOwner(key)
+	return addr, err
+}
+
+func (m sipMesh) presenceOwner(key string) (addr, name string, err error) {
+	owner, ok := m.n.ov.Ring(certs.RolePresence).Owner(key)
+	if !ok {
+		return "", "", errors.New("no node has the presence role")
+	}
+	mem, ok := m.n.ov.Member(owner.Name)
+	if !ok {
+		return "", "", fmt.Errorf("presence agent %s is not a member", owner.Name)
+	}
+	a, ok := mem.Services[overlay.ServiceSIPUDP]
+	if !ok {
+		return "", "", fmt.Errorf("presence agent %s advertises no SIP UDP address", owner.Name)
+	}
+	return a, owner.Name, nil
+}
+
+// presenceEdge adapts the presence agent (nil on nodes without the
+// presence role) and the presence ring to the edge.
+type presenceEdge struct {
+	n     *Node
+	agent *presence.Agent
+}
+
+func (e presenceEdge) Handles(req *sip.Request) bool { return presence.Handles(req) }
+
+func (e presenceEdge) Owner(req *sip.Request) (string, bool, error) {
+	addr, name, err := sipMesh{e.n}.presenceOwner(presence.Key(req.Recipient))
+	if err != nil {
+		return "", false, err
+	}
+	return addr, e.agent != nil && name == e.n.Name(), nil
+}
+
+func (e presenceEdge) ServeSIP(ctx context.Context, req *sip.Request, tx proxy.Responder) error {
+	if e.agent == nil {
+		return errors.New("node: no presence agent on this node")
+	}
+	return e.agent.ServeSIP(ctx, req, tx)
+}
+
+// edgeSender sends the presence agent's NOTIFYs through the edge.
+type edgeSender struct{ p *proxy.Proxy }
+
+func (s *edgeSender) Send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	if s.p == nil {
+		return nil, errors.New("node: SIP edge not started")
+	}
+	return s.p.Send(ctx, req)
 }

@@ -81,6 +81,9 @@ type Config struct {
 	Auth Authenticator
 	// Mesh identifies peers and registrars; required.
 	Mesh Mesh
+	// Presence routes PUBLISH and SUBSCRIBE (event presence) to the
+	// presence agent; nil: they are routed like other requests.
+	Presence Presence
 	// RateLimit is the most messages per second accepted from one source
 	// IP other than a mesh peer (pike); 0 means no limit. RateBurst is the
 	// bucket size (default twice the rate).
@@ -110,6 +113,8 @@ type Proxy struct {
 	udp   map[string]net.PacketConn
 	lns   []listener
 	wg    sync.WaitGroup
+
+	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 }
 
 // New binds the listeners; Serve starts answering.

@@ -201,6 +201,7 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 	if req.IsInvite() {
 		in.tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
+	p.awaitSubscribe(ctx, req)
 	t, routed, err := p.routeTarget(in)
 	if err != nil {
 		return err
@@ -274,6 +275,9 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 	inDialog := false
 	if to := req.To(); to != nil {
 		inDialog = to.Params.Has("tag")
+	}
+	if p.isPresence(req) {
+		return p.presence(ctx, in)
 	}
 	switch {
 	case req.Method == sip.REGISTER:

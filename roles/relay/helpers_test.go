@@ -146,7 +146,6 @@ func session(t testing.TB, r *relay.Relay, callID string) relay.SessionInfo {
 	return si
 }
 
-
 // canBind reports whether every port of [lo, hi] on ip is free.
 func canBind(ip netip.Addr, lo, hi int) error {
 	for p := lo; p <= hi; p++ {

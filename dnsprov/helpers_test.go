@@ -122,7 +122,6 @@ func testConfig() Config {
 	return c
 }
 
-
 // digResult and dig are dig's parsed answer and one of its RR lines; the
 // runner lives in internal/bindtest, shared with the end-to-end tests.
 type (

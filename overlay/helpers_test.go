@@ -134,7 +134,6 @@ func start(t testing.TB, cfg Config) *Overlay {
 	return o
 }
 
-
 // aliveNames lists the members o sees alive.
 func aliveNames(o *Overlay) []string {
 	var out []string

@@ -4,7 +4,7 @@ BIN     := bin/sipmesh
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test test-short bench dev proto vet fmt clean
+.PHONY: build test test-short bench gobench dev proto vet fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sipmesh
@@ -19,7 +19,12 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# The side-by-side sipp benchmark against Kamailio (issue 8): results in
+# results/bench. `make gobench` runs the Go benchmarks of every package.
 bench:
+	./scripts/bench/run.sh
+
+gobench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 dev: build

@@ -33,6 +33,7 @@ type server struct {
 	uasPort int      // the callee's SIPp port on uasIP
 	cpu     func() float64
 	mem     func() int64 // bytes: RSS (sipmesh node) or summed PSS (Kamailio)
+	check   func() error // nil while the server's processes are up
 }
 
 func here() string {
@@ -73,7 +74,7 @@ func startKamailio(t testing.TB, auth bool) server {
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
 	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 
-	args := []string{"-DD", "-E", "-m", "128", "-M", "8", "-f", cfgPath, "-P", filepath.Join(dir, "kamailio.pid"), "-Y", dir}
+	args := []string{"-DD", "-E", "-m", "512", "-M", "8", "-f", cfgPath, "-P", filepath.Join(dir, "kamailio.pid"), "-Y", dir}
 	if auth {
 		args = append(args, "-A", "WITH_AUTH")
 	}
@@ -114,6 +115,15 @@ func startKamailio(t testing.TB, auth bool) server {
 		uasPort: 5070,
 		cpu:     func() float64 { return cpuOf(tree()) },
 		mem:     func() int64 { return pssOf(tree()) },
+		check: func() error {
+			select {
+			case <-done:
+				data, _ := os.ReadFile(logPath)
+				return fmt.Errorf("kamailio exited (%v); its log ends:\n%s", cmd.ProcessState, tail(string(data), 30))
+			default:
+				return nil
+			}
+		},
 	}
 }
 
@@ -166,6 +176,14 @@ func startSipmesh(t testing.TB, n int, auth bool) (server, *proctest.Cluster) {
 		cpu:     func() float64 { return cpuOf(pidsWith(c.Dir)) },
 		mem: func() int64 {
 			return rssOf(pidsWith(first.Config))
+		},
+		check: func() error {
+			for _, name := range names {
+				if n := c.Node(name); n.Exited() {
+					return fmt.Errorf("sipmesh node %s exited; its log ends:\n%s", name, tail(n.LogText(), 30))
+				}
+			}
+			return nil
 		},
 	}, c
 }

@@ -220,12 +220,18 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 			}
 			last = math.Max(last, f1)
 		}
+		if r.OK == 0 {
+			t.Logf("%s %s: SIPp output:\n%s", srv.name, sc.Name, tail(out, 15))
+		}
 		if testing.Verbose() && r.OK < calls {
 			for _, f := range s.files("*_errors.log") {
 				data, _ := os.ReadFile(f)
 				t.Logf("%s %s: SIPp errors:\n%s", srv.name, sc.Name, tail(string(data), 5))
 			}
 		}
+	}
+	if err := srv.check(); err != nil {
+		t.Fatalf("%s %s %d/s: %v", srv.name, sc.Name, rate, err)
 	}
 	r.WallSeconds = time.Since(start).Seconds()
 	r.CPUSeconds = srv.cpu() - cpu0

@@ -144,6 +144,32 @@ func (n *Node) services() map[string]string {
 // Run starts the overlay and the admin API, joins the mesh and serves until
 // ctx is done; then it leaves the mesh gracefully.
 func (n *Node) Run(ctx context.Context) error {
+	if err := n.start(); err != nil {
+		return err
+	}
+	n.serveAdmin()
+	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
+		"gossip", n.ov.GossipAddr(), "admin", n.AdminAddr())
+
+	joinCtx, stopJoin := context.WithCancel(ctx)
+	defer stopJoin()
+	go n.joinLoop(joinCtx)
+
+	<-ctx.Done()
+	return n.shutdown()
+}
+
+// start brings up the overlay, state, DNS and SIP in order; when one
+// fails, what was started is stopped again, in reverse.
+func (n *Node) start() (err error) {
+	undo := []func(){n.closeListeners}
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	ov, err := overlay.New(overlay.Config{
 		Material:   n.mat,
 		BindAddr:   n.cfg.Node.Address,
@@ -156,42 +182,22 @@ func (n *Node) Run(ctx context.Context) error {
 		CRLPath:    n.cfg.Path(n.cfg.TLS.CRL),
 	})
 	if err != nil {
-		n.closeListeners()
 		return fmt.Errorf("node: %w", err)
 	}
 	n.ov = ov
-	if err := n.startState(); err != nil {
-		ov.Shutdown()
-		n.closeListeners()
+	undo = append(undo, func() { ov.Shutdown() })
+	if err = n.startState(); err != nil {
 		return err
 	}
-	if err := n.startDNS(); err != nil {
-		n.stopState()
-		ov.Shutdown()
-		n.closeListeners()
+	undo = append(undo, n.stopState)
+	if err = n.startDNS(); err != nil {
 		return err
 	}
+	undo = append(undo, func() { n.leaveDNS(context.Background()) })
 	// SIP outlives the Run context: it stops after the handoff, so calls in
 	// progress are served while records move.
-	stopSIP, err := n.startSIP(context.Background())
-	if err != nil {
-		n.leaveDNS(context.Background())
-		n.stopState()
-		ov.Shutdown()
-		n.closeListeners()
-		return err
-	}
-	n.stopSIP = stopSIP
-	n.serveAdmin()
-	n.log.Info("node started", "cluster", n.mat.Cluster, "datacenter", n.mat.Self.Datacenter, "roles", strings.Join(n.roles, ","),
-		"gossip", ov.GossipAddr(), "admin", n.AdminAddr())
-
-	joinCtx, stopJoin := context.WithCancel(ctx)
-	defer stopJoin()
-	go n.joinLoop(joinCtx)
-
-	<-ctx.Done()
-	return n.shutdown()
+	n.stopSIP, err = n.startSIP(context.Background())
+	return err
 }
 
 // joinLoop joins the configured seeds, or those DNS publishes under

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/roles/relay"
@@ -15,7 +16,7 @@ const defaultRelayPorts = "40000-49999"
 // newRelay builds the RTP relay engine when the node has the relay role
 // (nil otherwise).
 func (n *Node) newRelay() (*relay.Relay, error) {
-	if !n.hasRole(certs.RoleRelay) {
+	if !slices.Contains(n.roles, certs.RoleRelay) {
 		return nil, nil
 	}
 	ports := n.cfg.Relay.Ports
@@ -39,15 +40,6 @@ func (n *Node) newRelay() (*relay.Relay, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return r, nil
-}
-
-func (n *Node) hasRole(role string) bool {
-	for _, r := range n.roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // PathRelaySessions is the admin path of `sipmesh relay sessions`.

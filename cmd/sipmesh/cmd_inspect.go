@@ -147,8 +147,7 @@ func cmdLookup(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return errors.New("give exactly one KEY, e.g. sip:alice@example.test")
+		return usageErr(env, "lookup", "give exactly one KEY, e.g. sip:alice@example.test")
 	}
 	lk, err := cl.Lookup(ctx, pos[0], *role)
 	if err != nil {

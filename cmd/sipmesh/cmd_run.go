@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 
 	"github.com/sipmesh/sipmesh/node"
@@ -15,8 +14,7 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *config == "" {
-		fs.Usage()
-		return errors.New("--config is required")
+		return usageErr(env, "run", "--config is required: the node's YAML configuration file")
 	}
 	cfg, err := node.LoadConfig(*config)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/presence"
+	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
 )
 
 // Admin API paths. The JSON shapes are a contract (README "Admin JSON").
@@ -53,6 +55,8 @@ type LookupJSON struct {
 	Replicas []string         `json:"replicas"`
 	Holders  []string         `json:"holders"`
 	Records  []map[string]any `json:"records"`
+	// Presentity is the presence view of the records (role presence).
+	Presentity *presence.Summary `json:"presentity,omitempty"`
 }
 
 // errorJSON is the body of every non-200 admin answer.
@@ -216,6 +220,10 @@ func (n *Node) handleLookup(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		for _, rec := range recs {
 			out.Records = append(out.Records, recordJSON(rec, now))
+		}
+		if role == certs.RolePresence {
+			sum := presence.Summarize(ringstore.Records(recs), now)
+			out.Presentity = &sum
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

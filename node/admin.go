@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -75,6 +76,12 @@ func (n *Node) serveAdmin() {
 	mux.HandleFunc("POST "+PathRecordsGet, n.handleRecordsGet)
 	metrics := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})
 	mux.Handle("GET "+PathMetrics, metrics)
+	// Profiles, for the operator chasing CPU or memory (go tool pprof
+	// with the operator certificate); like the rest of this API they are
+	// behind mutual TLS.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	tlsCfg := n.mat.ServerConfig(true, func(err error) {
 		n.log.Warn("admin: refused client", "reason", certs.ReasonOf(err), "err", err)

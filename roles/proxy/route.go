@@ -87,17 +87,24 @@ func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(base, maxTransaction)
 	defer cancel()
 	if err := p.process(ctx, in); err != nil {
-		st := sipstatus.Of(err)
-		if st.Code >= 500 || st.Code == 0 {
-			p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
-		} else {
-			p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
-		}
+		p.logFailure(in, err)
 		if res := sipstatus.Response(req, err); res != nil {
 			if err := tx.Respond(res); err != nil {
 				p.log.Debug("proxy: response not sent", "err", err)
 			}
 		}
+	}
+}
+
+// logFailure logs why a request gets an error response: a warning for
+// the node's own failures (5xx), debug for the client's.
+func (p *Proxy) logFailure(in *inbound, err error) {
+	req := in.req
+	st := sipstatus.Of(err)
+	if st.Code >= 500 || st.Code == 0 {
+		p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
+	} else {
+		p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
 	}
 }
 
@@ -348,17 +355,14 @@ func (p *Proxy) authorize(ctx context.Context, in *inbound) error {
 // here or on the registrar ring's owner.
 func (p *Proxy) register(ctx context.Context, in *inbound) error {
 	req := in.req
-	if !in.peer {
-		u := p.ownURI(in.flow.transport, &in.flow)
-		req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
-	}
 	if p.cfg.Registrar != nil {
-		res, err := p.cfg.Registrar.Register(ctx, req, in.flow.String())
+		res, err := p.registerHere(ctx, in)
 		if err != nil {
 			return err
 		}
 		return in.tx.Respond(res)
 	}
+	p.addPath(in)
 	to := req.To()
 	if to == nil {
 		return sipstatus.BadRequest("Missing To", errors.New("proxy: REGISTER without To"))
@@ -368,6 +372,21 @@ func (p *Proxy) register(ctx context.Context, in *inbound) error {
 		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: no registrar: %w", err))
 	}
 	return p.proxy(ctx, in, []target{{ruri: req.Recipient, transport: "UDP", dest: addr}}, false)
+}
+
+// addPath adds this edge to a REGISTER from a phone (not from a mesh peer,
+// which added its own).
+func (p *Proxy) addPath(in *inbound) {
+	if !in.peer {
+		u := p.ownURI(in.flow.transport, &in.flow)
+		in.req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
+	}
+}
+
+// registerHere has this node's registrar process a REGISTER.
+func (p *Proxy) registerHere(ctx context.Context, in *inbound) (*sip.Response, error) {
+	p.addPath(in)
+	return p.cfg.Registrar.Register(ctx, in.req, in.flow.String())
 }
 
 // ownURI is this node's URI on transport tr, with the token of f.

@@ -58,14 +58,14 @@ func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		if host, _, err := net.SplitHostPort(req.Source()); err == nil && !p.admit(host) {
 			return // over the per-source limit: dropped (pike)
 		}
-		// Datagrams were checked by the read filter; streams only now.
-		if err := p.valid.Validate(req); err != nil {
-			if res := sipstatus.Response(req, err); res != nil {
-				tx.Respond(res)
-			}
-			p.log.Debug("proxy: request rejected", "from", req.Source(), "err", err)
-			return
+	}
+	// Streams and plain datagrams reach us unchecked (sipmsg.DatagramFilter).
+	if err := p.valid.Validate(req); err != nil {
+		if res := sipstatus.Response(req, err); res != nil {
+			tx.Respond(res)
 		}
+		p.log.Debug("proxy: request rejected", "from", req.Source(), "err", err)
+		return
 	}
 	in := p.inbound(req, tx)
 	if req.IsAck() {

@@ -23,7 +23,9 @@ type Rejection struct {
 // fields right; a rejected one never reaches sipgo and is handed to reject,
 // which sends the response (from the listening socket, to Props.RemoteAddr)
 // when one is due. Stream transports (tcp, tls) pass through unchanged:
-// sipgo frames them, and handlers there call Validate.
+// sipgo frames them, and handlers there call Validate. So do Plain
+// datagrams, which sipgo reads exactly as Parse would: the handler must
+// call Validate on every request, whatever its transport.
 //
 // take, when not nil, sees each accepted message first; when it returns
 // true the message is its own and sipgo never reads it (a stateless fast

@@ -126,7 +126,7 @@ func TestSupported(t *testing.T) {
 func TestEscapeParam(t *testing.T) {
 	for in, want := range map[string]string{
 		"urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6": "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
-		"a b;c=d%e\"":  "a%20b%3Bc%3Dd%25e%22",
+		"a b;c=d%e\"": "a%20b%3Bc%3Dd%25e%22",
 		"[v6]/x&y+z$": "[v6]/x&y+z$",
 	} {
 		got := EscapeParam(in)

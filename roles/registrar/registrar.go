@@ -322,7 +322,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 
 	// Step 8: 200 OK listing every current binding with its expiry.
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	gruu := r.temp != nil && sipmsg.Supported(req, "gruu")
+	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
 	ids := make([]string, 0, len(current))
 	for id := range current {
 		ids = append(ids, id)
@@ -361,7 +361,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	}
 	// RFC 3327 §5.3: the registrar returns the Path it stored when the UA
 	// said it supports path.
-	if sipmsg.Supported(req, "path") {
+	if sipmsg.HasOptionTag(req, "Supported", "path") {
 		for _, p := range path {
 			res.AppendHeader(sip.NewHeader("Path", p))
 		}
@@ -434,7 +434,7 @@ func pathOf(req *sip.Request) []string {
 // own on top, RFC 3327 §4.2) must then carry "ob", else the edge cannot
 // keep the flow and the answer is 439.
 func outboundRegistration(req *sip.Request, contacts []*sip.ContactHeader, path []string) (bool, error) {
-	if !sipmsg.Supported(req, "outbound") {
+	if !sipmsg.HasOptionTag(req, "Supported", "outbound") {
 		return false, nil
 	}
 	uses := false

@@ -108,7 +108,7 @@ func TestDatagramFilter(t *testing.T) {
 	}
 }
 
-func TestSupported(t *testing.T) {
+func TestHasOptionTag(t *testing.T) {
 	msg, err := sip.ParseMessage([]byte("REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs\r\n" +
 		"From: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>\r\nCall-ID: s\r\nCSeq: 1 REGISTER\r\n" +
 		"Supported: path, GRUU\r\nSupported: outbound\r\nContent-Length: 0\r\n\r\n"))
@@ -117,8 +117,8 @@ func TestSupported(t *testing.T) {
 	}
 	req := msg.(*sip.Request)
 	for tag, want := range map[string]bool{"path": true, "gruu": true, "outbound": true, "Outbound": true, "timer": false, "pat": false} {
-		if got := Supported(req, tag); got != want {
-			t.Errorf("Supported(%q) = %v, want %v", tag, got, want)
+		if got := HasOptionTag(req, "Supported", tag); got != want {
+			t.Errorf("HasOptionTag(Supported, %q) = %v, want %v", tag, got, want)
 		}
 	}
 }

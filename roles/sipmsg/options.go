@@ -6,12 +6,13 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Supported reports whether the request lists the option tag in a
-// Supported header field (RFC 3261 §20.37; option tags compare
-// case-insensitively, §19.2). Roles ask it before using an extension the
-// UA must understand: path (RFC 3327), gruu (RFC 5627), outbound (RFC 5626).
-func Supported(req *sip.Request, tag string) bool {
-	for _, h := range req.GetHeaders("Supported") {
+// HasOptionTag reports whether a message lists the option tag in its
+// header fields of that name (Supported, Require, Proxy-Require,
+// Unsupported; RFC 3261 §20; option tags compare case-insensitively,
+// §19.2). Roles ask it before using an extension: path (RFC 3327), gruu
+// (RFC 5627), outbound (RFC 5626).
+func HasOptionTag(m sip.Message, header, tag string) bool {
+	for _, h := range m.GetHeaders(header) {
 		for _, t := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(t), tag) {
 				return true

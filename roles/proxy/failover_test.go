@@ -182,7 +182,7 @@ func TestGRUUAndFlowFailover(t *testing.T) {
 	from := "sip:x@elsewhere.test"
 	cases := []struct {
 		name, msg, want string
-		a, other    int32 // requests each UAS has had after the case
+		a, other        int32 // requests each UAS has had after the case
 	}{
 		{"pub-gruu: the dead flow, then the next", request("MESSAGE", "sip:ann@example.test;gr=urn:uuid:1", from), "200", 1, 0},
 		{"GRUU of an instance without binding", request("MESSAGE", "sip:ann@example.test;gr=urn:uuid:2", from), "480", 1, 0},

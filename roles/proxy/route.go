@@ -436,7 +436,12 @@ func (p *Proxy) verify(ctx context.Context, in *inbound) error {
 func (p *Proxy) register(ctx context.Context, in *inbound) error {
 	req := in.req
 	if !in.peer {
-		u := p.ownURI(in.flow.transport, &in.flow)
+		// The Path entry is how the mesh reaches this edge, so it names our
+		// UDP address, the transport nodes use between themselves (as
+		// Mesh.RegistrarAddr): with the flow's own transport, a node would
+		// have to reach us over TLS or WSS, with certificates it cannot
+		// check. The token still names the UA's flow.
+		u := p.ownURI("udp", &in.flow)
 		// RFC 5626 §5.1: the first hop of an outbound registration says
 		// so with "ob", which the registrar checks.
 		if hasRegID(req) {

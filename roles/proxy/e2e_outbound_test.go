@@ -130,11 +130,10 @@ func TestMeshGRUUOutboundForeign(t *testing.T) {
 				t.Fatalf("call to %s through n1: sipp exit %d\n%s\nphone:\n%s", g, code, s.report(), a2.report())
 			}
 		}
-		tampered := []byte(temp2)
-		tampered[len("sip:tgruu.")+3] ^= 1
+		tampered := alter(temp2, len("sip:tgruu.")+3)
 		for _, x := range []struct{ ruri, want, why string }{
 			{temp1, "404", "temp-gruu of the replaced registration"},
-			{string(tampered), "404", "altered temp-gruu"},
+			{tampered, "404", "altered temp-gruu"},
 			{"sip:gruu@" + domain + ";gr=urn:uuid:00000000-0000-0000-0000-000000000000", "480", "pub-gruu of an instance without binding"},
 			{"sip:nobody@" + domain + ";gr=urn:uuid:00000000-0000-0000-0000-000000000000", "404", "GRUU of an unknown user"},
 		} {
@@ -314,6 +313,18 @@ func message(ruri, from string, extra ...string) string {
 		"Via: SIP/2.0/UDP LOCAL;branch=z9hG4bK" + id + ";rport\r\nMax-Forwards: 70\r\n" +
 		"From: <sip:" + from + ">;tag=" + id + "\r\nTo: <" + ruri + ">\r\nCall-ID: " + id + "\r\nCSeq: 1 MESSAGE\r\n" +
 		hs.String() + "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+}
+
+// alter changes the byte at i of a token to another base64url character,
+// so that the URI stays valid and only the token is wrong.
+func alter(s string, i int) string {
+	b := []byte(s)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }
 
 // okFor is the 200 answering a request.

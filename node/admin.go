@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/presence"
+	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
 )
 
 // Admin API paths. The JSON shapes are a contract (README "Admin JSON").
@@ -53,6 +56,8 @@ type LookupJSON struct {
 	Replicas []string         `json:"replicas"`
 	Holders  []string         `json:"holders"`
 	Records  []map[string]any `json:"records"`
+	// Presentity is the presence view of the records (role presence).
+	Presentity *presence.Summary `json:"presentity,omitempty"`
 }
 
 // errorJSON is the body of every non-200 admin answer.
@@ -71,6 +76,12 @@ func (n *Node) serveAdmin() {
 	mux.HandleFunc("POST "+PathRecordsGet, n.handleRecordsGet)
 	metrics := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})
 	mux.Handle("GET "+PathMetrics, metrics)
+	// Profiles, for the operator chasing CPU or memory (go tool pprof
+	// with the operator certificate); like the rest of this API they are
+	// behind mutual TLS.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	tlsCfg := n.mat.ServerConfig(true, func(err error) {
 		n.log.Warn("admin: refused client", "reason", certs.ReasonOf(err), "err", err)
@@ -216,6 +227,10 @@ func (n *Node) handleLookup(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		for _, rec := range recs {
 			out.Records = append(out.Records, recordJSON(rec, now))
+		}
+		if role == certs.RolePresence {
+			sum := presence.Summarize(ringstore.Records(recs), now)
+			out.Presentity = &sum
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

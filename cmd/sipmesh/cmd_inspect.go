@@ -164,9 +164,25 @@ func cmdLookup(ctx context.Context, env *cliEnv, args []string) error {
 		{"key", lk.Key}, {"role", lk.Role}, {"owner", owner},
 		{"replicas", strings.Join(lk.Replicas, ", ")}, {"holders", strings.Join(lk.Holders, ", ")},
 	}
-	for i, r := range lk.Records {
-		b, _ := json.Marshal(r)
-		rows = append(rows, []string{fmt.Sprintf("record %d", i+1), string(b)})
+	if p := lk.Presentity; p != nil {
+		// A presentity reads better as publications and watchers than as
+		// raw records.
+		for i, pub := range p.Publications {
+			rows = append(rows, []string{fmt.Sprintf("publication %d", i+1),
+				fmt.Sprintf("etag %s  %s  expires in %ds", pub.ETag, strings.Join(pub.Status, " "), pub.Expires)})
+		}
+		for i, w := range p.Watchers {
+			rows = append(rows, []string{fmt.Sprintf("watcher %d", i+1),
+				fmt.Sprintf("%s  %s  contact %s  expires in %ds", w.Watcher, w.State, w.Contact, w.Expires)})
+		}
+		if len(p.Publications)+len(p.Watchers) == 0 {
+			rows = append(rows, []string{"presentity", "no publication, no watcher"})
+		}
+	} else {
+		for i, r := range lk.Records {
+			b, _ := json.Marshal(r)
+			rows = append(rows, []string{fmt.Sprintf("record %d", i+1), string(b)})
+		}
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 	for _, r := range rows {

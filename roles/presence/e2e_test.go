@@ -14,6 +14,7 @@ import (
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/internal/proctest"
+	"github.com/sipmesh/sipmesh/roles/presence"
 )
 
 const meshDomain = "presence.test"
@@ -91,8 +92,9 @@ func presentityOwnedBy(t *testing.T, c *proctest.Cluster, node string) string {
 }
 
 type presenceLookupJSON struct {
-	Owner   string           `json:"owner"`
-	Records []map[string]any `json:"records"`
+	Owner      string            `json:"owner"`
+	Records    []map[string]any  `json:"records"`
+	Presentity *presence.Summary `json:"presentity"`
 }
 
 func presenceLookup(t *testing.T, c *proctest.Cluster, via, user string) presenceLookupJSON {
@@ -146,9 +148,25 @@ func TestMeshPresence(t *testing.T) {
 	t.Run("subscribe notify change terminated", func(t *testing.T) {
 		w := startMeshSipp(t, "presence_watcher.xml", n1.IP+":5060", "-s", user, "-key", "watcher", "bob")
 		waitSubscription(t, c, "n1", user)
+		if p := presenceLookup(t, c, "n3", user).Presentity; p == nil || len(p.Watchers) != 1 ||
+			p.Watchers[0].Watcher != "bob@"+meshDomain || p.Watchers[0].State != presence.StateActive {
+			t.Errorf("lookup on n3 shows watchers %+v; want bob@%s, active", p, meshDomain)
+		}
 		time.Sleep(500 * time.Millisecond) // the initial NOTIFY completes
 		startMeshSipp(t, "presence_publish_open.xml", n3.IP+":5060", "-s", user).wait(t)
 		w.wait(t)
+		// The publication outlives the subscription; the operator's view
+		// shows it with its tuple's status, and no watcher left.
+		proctest.Eventually(t, 10*time.Second, "presentity view", func() error {
+			out, err := c.CLI("lookup", user+"@"+meshDomain, "--role", "presence", "--config", c.Node("n1").Config)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, "sipp=open") || strings.Contains(out, "watcher 1") {
+				return fmt.Errorf("want the publication sipp=open and no watcher:\n%s", out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("ETag negatives", func(t *testing.T) {

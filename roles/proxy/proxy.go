@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -136,6 +137,9 @@ type Config struct {
 	// bucket size (default twice the rate).
 	RateLimit float64
 	RateBurst int
+	// RegisterQueue bounds the REGISTERs waiting for the stateless path's
+	// workers (see stateless.go); beyond it they get 503. 0: 4096.
+	RegisterQueue int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -162,6 +166,8 @@ type Proxy struct {
 	wg    sync.WaitGroup
 
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
+
+	stateless *statelessRegister // nil: no local registrar
 }
 
 // New binds the listeners; Serve starts answering.
@@ -192,6 +198,9 @@ func New(cfg Config) (p *Proxy, err error) {
 	p.valid = sipmsg.New(sipmsg.WithLogger(log))
 	if cfg.RateLimit > 0 {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)
+	}
+	if cfg.Registrar != nil {
+		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue))
 	}
 	defer func() {
 		if err != nil {
@@ -233,7 +242,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(txLog),
-			sip.WithTransportLayerReadFilter(p.readFilter(p.valid.DatagramFilter(p.reject))),
+			sip.WithTransportLayerReadFilter(p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(txLog),
@@ -278,6 +287,12 @@ func (p *Proxy) Addrs() map[string]string {
 // Serve answers on every listener until ctx is done or Close is called.
 func (p *Proxy) Serve(ctx context.Context) {
 	p.ctx, p.cancel = context.WithCancel(ctx)
+	if p.stateless != nil {
+		for range registerWorkers {
+			p.wg.Add(1)
+			go p.registerWorker()
+		}
+	}
 	for _, c := range p.udp {
 		p.wg.Add(1)
 		go func(c net.PacketConn) {

@@ -132,17 +132,24 @@ func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(base, maxTransaction)
 	defer cancel()
 	if err := p.process(ctx, in); err != nil {
-		st := sipstatus.Of(err)
-		if st.Code >= 500 || st.Code == 0 {
-			p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
-		} else {
-			p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
-		}
+		p.logFailure(in, err)
 		if res := sipstatus.Response(req, err); res != nil {
 			if err := tx.Respond(res); err != nil {
 				p.log.Debug("proxy: response not sent", "err", err)
 			}
 		}
+	}
+}
+
+// logFailure logs why a request gets an error response: a warning for
+// the node's own failures (5xx), debug for the client's.
+func (p *Proxy) logFailure(in *inbound, err error) {
+	req := in.req
+	st := sipstatus.Of(err)
+	if st.Code >= 500 || st.Code == 0 {
+		p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
+	} else {
+		p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
 	}
 }
 
@@ -435,28 +442,14 @@ func (p *Proxy) verify(ctx context.Context, in *inbound) error {
 // here or on the registrar ring's owner.
 func (p *Proxy) register(ctx context.Context, in *inbound) error {
 	req := in.req
-	if !in.peer {
-		// The Path entry is how the mesh reaches this edge, so it names our
-		// UDP address, the transport nodes use between themselves (as
-		// Mesh.RegistrarAddr): with the flow's own transport, a node would
-		// have to reach us over TLS or WSS, with certificates it cannot
-		// check. The token still names the UA's flow.
-		u := p.ownURI("udp", &in.flow)
-		// RFC 5626 §5.1: the first hop of an outbound registration says
-		// so with "ob", which the registrar checks.
-		if hasRegID(req) {
-			u.UriParams.Add("ob", "")
-		}
-		req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
-	}
 	if p.cfg.Registrar != nil {
-		res, err := p.cfg.Registrar.Register(ctx, req, in.flow.String())
+		res, err := p.registerHere(ctx, in)
 		if err != nil {
 			return err
 		}
-		p.flowTimer(in, res)
 		return in.tx.Respond(res)
 	}
+	p.addPath(in)
 	to := req.To()
 	if to == nil {
 		return sipstatus.BadRequest("Missing To", errors.New("proxy: REGISTER without To"))
@@ -466,6 +459,39 @@ func (p *Proxy) register(ctx context.Context, in *inbound) error {
 		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: no registrar: %w", err))
 	}
 	return p.proxy(ctx, in, []target{{ruri: req.Recipient, transport: "UDP", dest: addr}}, false)
+}
+
+// addPath adds this edge to a REGISTER from a phone (not from a mesh peer,
+// which added its own).
+func (p *Proxy) addPath(in *inbound) {
+	if in.peer {
+		return
+	}
+	// The Path entry is how the mesh reaches this edge, so it names our
+	// UDP address, the transport nodes use between themselves (as
+	// Mesh.RegistrarAddr): with the flow's own transport, a node would
+	// have to reach us over TLS or WSS, with certificates it cannot
+	// check. The token still names the UA's flow.
+	u := p.ownURI("udp", &in.flow)
+	// RFC 5626 §5.1: the first hop of an outbound registration says so
+	// with "ob", which the registrar checks.
+	if hasRegID(in.req) {
+		u.UriParams.Add("ob", "")
+	}
+	in.req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
+}
+
+// registerHere has this node's registrar process a REGISTER (through a
+// server transaction, or on the stateless path), and adds the edge's
+// Flow-Timer to its 200.
+func (p *Proxy) registerHere(ctx context.Context, in *inbound) (*sip.Response, error) {
+	p.addPath(in)
+	res, err := p.cfg.Registrar.Register(ctx, in.req, in.flow.String())
+	if err != nil {
+		return nil, err
+	}
+	p.flowTimer(in, res)
+	return res, nil
 }
 
 // hasRegID reports whether a Contact of the request carries reg-id

@@ -236,8 +236,8 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			return nil, sipstatus.BadRequest("Bad Contact: * needs Expires: 0", errors.New("registrar: wildcard contact without Expires: 0"))
 		}
 		for id, b := range current {
-			if b.CallID == callID && cseq.SeqNo <= b.CSeq {
-				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d <= %d", ErrOutOfOrder, cseq.SeqNo, b.CSeq))
+			if b.CallID == callID && cseq.SeqNo < b.CSeq {
+				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, b.CSeq))
 			}
 			writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, curExp[id]))
 			delete(current, id)
@@ -296,8 +296,17 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 				id += ";reg-id=" + rid
 			}
 		}
-		if old, ok := current[id]; ok && old.CallID == callID && cseq.SeqNo <= old.CSeq {
-			return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d <= %d", ErrOutOfOrder, cseq.SeqNo, old.CSeq))
+		if old, ok := current[id]; ok && old.CallID == callID {
+			if cseq.SeqNo < old.CSeq {
+				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, old.CSeq))
+			}
+			if cseq.SeqNo == old.CSeq {
+				// The same request again: a retransmission that reached
+				// us without a server transaction (the proxy answers
+				// REGISTERs statelessly). Like Kamailio's registrar, it
+				// changes nothing and gets the current bindings.
+				continue
+			}
 		}
 		if exp == 0 {
 			if _, ok := current[id]; ok {

@@ -25,9 +25,13 @@ type Rejection struct {
 // when one is due. Stream transports (tcp, tls) pass through unchanged:
 // sipgo frames them, and handlers there call Validate.
 //
+// take, when not nil, sees each accepted message first; when it returns
+// true the message is its own and sipgo never reads it (a stateless fast
+// path that must not pay for parsing twice).
+//
 // Note that sipgo upper-cases the method when it re-reads the message
 // (RFC 3261 methods are case-sensitive); everything else survives.
-func (v *Validator) DatagramFilter(reject func(Rejection)) sip.TransportReadFilter {
+func (v *Validator) DatagramFilter(reject func(Rejection), take func(sip.TransportReadProps, sip.Message) bool) sip.TransportReadFilter {
 	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
 		switch strings.ToLower(props.Transport) {
 		case "udp", "ws", "wss":
@@ -39,6 +43,9 @@ func (v *Validator) DatagramFilter(reject func(Rejection)) sip.TransportReadFilt
 			if reject != nil {
 				reject(Rejection{Props: props, Message: msg, Err: err})
 			}
+			return nil, nil
+		}
+		if take != nil && take(props, msg) {
 			return nil, nil
 		}
 		return []byte(msg.String()), nil

@@ -26,7 +26,7 @@ func TestDatagramFilter(t *testing.T) {
 		if res := sipstatus.Response(asRequest(r.Message), r.Err); res != nil {
 			_, _ = conn.WriteTo([]byte(res.String()), r.Props.RemoteAddr)
 		}
-	})
+	}, nil)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(filter)))
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func (r *Store) Get(ctx context.Context, key string) ([]presence.Record, error) 
 	if err != nil {
 		return nil, err
 	}
-	return convert(recs), nil
+	return Records(recs), nil
 }
 
 // Owned implements presence.Store: the keys held here whose first
@@ -64,7 +64,7 @@ func (r *Store) Owned() []string {
 }
 
 // Local implements presence.Store.
-func (r *Store) Local(key string) []presence.Record { return convert(r.s.Local(key)) }
+func (r *Store) Local(key string) []presence.Record { return Records(r.s.Local(key)) }
 
 // Owner names the presence-ring owner of key ("" when the ring is
 // empty): the node the edge should hand the key's PUBLISH and SUBSCRIBE
@@ -76,7 +76,8 @@ func (r *Store) Owner(key string) string {
 	return ""
 }
 
-func convert(recs []store.Record) []presence.Record {
+// Records converts store records to the presence agent's.
+func Records(recs []store.Record) []presence.Record {
 	out := make([]presence.Record, len(recs))
 	for i, x := range recs {
 		out[i] = from(x)

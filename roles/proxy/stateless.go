@@ -1,0 +1,262 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipstatus"
+)
+
+// ErrOverload is why a request got 503: the node's queue was full.
+var ErrOverload = errors.New("proxy: overloaded, queue full")
+
+// REGISTERs over UDP to a node that is itself a registrar take a stateless
+// path, as Kamailio's sl_send_reply registrars do: the datagram is parsed
+// once (sipgo never reads it), queued for a fixed pool of workers, and
+// answered from the listening socket. A server transaction would hold the
+// parsed request and response for Timer J, 32 s after the answer (RFC 3261
+// §17.2.2); at thousands of REGISTERs a second that is most of a node's
+// memory. What the transaction is for, answering a retransmission with the
+// same response, is done two ways: the registrar takes a REGISTER with the
+// CSeq it already has for the Call-ID as a retransmission and changes
+// nothing (as Kamailio's does), and for a REGISTER with credentials, which
+// a second pass would refuse as a nonce-count replay (RFC 7616 §3.4),
+// replyCache keeps the response's octets. The queue is bounded: when it is full the REGISTER gets 503 with
+// Retry-After (RFC 3261 §21.5.4), so an overloaded node sheds load instead
+// of growing without bound.
+const (
+	registerWorkers      = 64
+	defaultRegisterQueue = 4096
+	// overloadRetry is the Retry-After of the 503 sent when shedding.
+	overloadRetry = 5 * time.Second
+)
+
+type registerJob struct {
+	req   *sip.Request
+	props sip.TransportReadProps
+	key   uint64
+}
+
+// statelessRegister is the state of the stateless path.
+type statelessRegister struct {
+	q       chan registerJob
+	replies *replyCache
+	seed    maphash.Seed
+	shed    atomic.Uint64
+	// lastShedLog is when shedding was last logged (unix nanoseconds).
+	lastShedLog atomic.Int64
+}
+
+func newStatelessRegister(queue int) *statelessRegister {
+	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(sip.Timer_J), seed: maphash.MakeSeed()}
+}
+
+// takeRegister is the read filter's hook (sipmsg.Validator.DatagramFilter):
+// it takes a REGISTER that this node answers itself and that needs none of
+// the proxy's routing, and leaves anything else to sipgo.
+func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool {
+	req, ok := msg.(*sip.Request)
+	if !ok || req.Method != sip.REGISTER || p.cfg.Registrar == nil || p.stateless == nil ||
+		!strings.EqualFold(props.Transport, "udp") || props.RemoteAddr == nil || !p.statelessOK(req) {
+		return false
+	}
+	s := p.stateless
+	src := props.RemoteAddr.String()
+	// What sipgo's transport would have recorded (RFC 3581 §6).
+	req.SetTransport("UDP")
+	req.SetSource(src)
+	key := s.key(src, req)
+	switch b, seen := s.replies.reserve(key); {
+	case seen && b != nil:
+		// A retransmission: the same response again (RFC 3261 §17.2.2).
+		p.writeUDP(props, req, b)
+		return true
+	case seen:
+		return true // a retransmission of a REGISTER still being processed
+	}
+	select {
+	case s.q <- registerJob{req: req, props: props, key: key}:
+	default:
+		s.replies.forget(key)
+		n := s.shed.Add(1)
+		if now := time.Now().UnixNano(); now-s.lastShedLog.Load() > int64(time.Second) {
+			s.lastShedLog.Store(now)
+			p.log.Warn("proxy: overloaded: REGISTER queue full, answering 503", "queue", cap(s.q), "shed_total", n)
+		}
+		if res := sipstatus.Response(req, sipstatus.ServiceUnavailable(overloadRetry, ErrOverload)); res != nil {
+			p.writeUDP(props, req, []byte(res.String()))
+		}
+	}
+	return true
+}
+
+// statelessOK reports whether req can be answered here without the
+// proxy's routing: Max-Forwards left (§16.3 step 3), no Via of ours (a
+// loop, step 4), and a route set, if any, that names only this node (step
+// 6 of §16.4 then removes it).
+func (p *Proxy) statelessOK(req *sip.Request) bool {
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return false
+	}
+	if !strings.EqualFold(req.Recipient.Host, p.cfg.Domain) {
+		return false
+	}
+	for _, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && p.self[v.Host] && p.ports[v.Port] {
+			return false
+		}
+	}
+	for _, h := range req.GetHeaders("Route") {
+		r, ok := h.(*sip.RouteHeader)
+		if !ok || !p.isOwn(r.Address) {
+			return false
+		}
+	}
+	req.RemoveHeader("Route")
+	return true
+}
+
+// registerWorker answers queued REGISTERs until the proxy stops.
+func (p *Proxy) registerWorker() {
+	defer p.wg.Done()
+	s := p.stateless
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case j := <-s.q:
+			in := p.inbound(j.req, nil)
+			ctx, cancel := context.WithTimeout(p.ctx, maxTransaction)
+			res, err := p.registerHere(ctx, in)
+			cancel()
+			if err != nil {
+				p.logFailure(in, err)
+				res = sipstatus.Response(j.req, err)
+			}
+			if res == nil {
+				s.replies.forget(j.key)
+				continue
+			}
+			b := []byte(res.String())
+			if j.req.GetHeader("Authorization") != nil {
+				s.replies.put(j.key, b)
+			} else {
+				s.replies.forget(j.key)
+			}
+			p.writeUDP(j.props, j.req, b)
+		}
+	}
+}
+
+// writeUDP sends a response from the socket the request came to, to where
+// RFC 3261 §18.2.2 and RFC 3581 §4 say: the source address, at rport when
+// the client asked for it, else at the port of the topmost Via.
+func (p *Proxy) writeUDP(props sip.TransportReadProps, req *sip.Request, b []byte) {
+	conn, ok := p.udp[props.LocalAddr.String()]
+	if !ok {
+		return
+	}
+	to := props.RemoteAddr
+	if v := req.Via(); v != nil {
+		if _, rport := v.Params.Get("rport"); !rport {
+			port := v.Port
+			if port == 0 {
+				port = 5060
+			}
+			if ap, err := netip.ParseAddrPort(to.String()); err == nil {
+				to = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(port)))
+			}
+		}
+	}
+	if _, err := conn.WriteTo(b, to); err != nil {
+		p.log.Debug("proxy: response not sent", "to", to.String(), "err", err)
+	}
+}
+
+// key identifies a request and its retransmissions from one source: the
+// transaction key of RFC 3261 §17.2.3 (branch, sent-by, method), with the
+// Call-ID, From tag and CSeq for clients that do not follow it.
+func (s *statelessRegister) key(src string, req *sip.Request) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(src)
+	if v := req.Via(); v != nil {
+		b, _ := v.Params.Get("branch")
+		h.WriteString("\x00" + b + "\x00" + v.Host + ":" + strconv.Itoa(v.Port))
+	}
+	if c := req.CallID(); c != nil {
+		h.WriteString("\x00" + c.Value())
+	}
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		h.WriteString("\x00" + t)
+	}
+	if c := req.CSeq(); c != nil {
+		h.WriteString("\x00" + strconv.FormatUint(uint64(c.SeqNo), 10) + string(c.MethodName))
+	}
+	return h.Sum64()
+}
+
+// replyCache remembers the responses of the stateless path for at least
+// span (Timer J): two generations of maps, the older dropped whole, so an
+// entry costs its key and the response's octets and nothing is swept one
+// by one. A nil value marks a request still being processed.
+type replyCache struct {
+	mu        sync.Mutex
+	span      time.Duration
+	rotated   time.Time
+	cur, prev map[uint64][]byte
+}
+
+func newReplyCache(span time.Duration) *replyCache {
+	return &replyCache{span: span, rotated: time.Now(), cur: map[uint64][]byte{}, prev: map[uint64][]byte{}}
+}
+
+func (c *replyCache) rotate(now time.Time) {
+	if now.Sub(c.rotated) < c.span {
+		return
+	}
+	c.prev, c.cur, c.rotated = c.cur, make(map[uint64][]byte, len(c.cur)), now
+}
+
+// reserve returns the response remembered for key (nil while it is being
+// processed) and whether key was seen; when it was not, key is marked as
+// being processed.
+func (c *replyCache) reserve(key uint64) (resp []byte, seen bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rotate(time.Now())
+	if b, ok := c.cur[key]; ok {
+		return b, true
+	}
+	if b, ok := c.prev[key]; ok {
+		return b, true
+	}
+	c.cur[key] = nil
+	return nil, false
+}
+
+func (c *replyCache) put(key uint64, resp []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rotate(time.Now())
+	delete(c.prev, key)
+	c.cur[key] = resp
+}
+
+func (c *replyCache) forget(key uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, key)
+	delete(c.prev, key)
+}

@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/internal/retry"
+)
+
+// countingRegistrar answers 200 after release is closed, counting calls.
+type countingRegistrar struct {
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (r *countingRegistrar) Register(_ context.Context, req *sip.Request, _ string) (*sip.Response, error) {
+	r.calls.Add(1)
+	<-r.release
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("X-Call", time.Now().Format(time.RFC3339Nano)))
+	return res, nil
+}
+
+// A retransmitted REGISTER with credentials is answered with the very
+// same response and reaches the registrar once, as a server transaction would (RFC 3261
+// §17.2.2): with digest nonce counts, processing it twice would refuse
+// the retransmission as a replay.
+func TestStatelessRegisterRetransmission(t *testing.T) {
+	reg := &countingRegistrar{release: make(chan struct{})}
+	close(reg.release)
+	_, addr, _ := startProxy(t, Config{Registrar: reg})
+	conn, err := net.ListenPacket("udp", "127.0.44.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.3:5060>\r\n",
+		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	first := roundTrip(t, conn, addr, msg)
+	again := roundTrip(t, conn, addr, msg)
+	if !strings.HasPrefix(first, "SIP/2.0 200") || again != first {
+		t.Fatalf("retransmission answered differently:\n%s\n---\n%s", first, again)
+	}
+	if n := reg.calls.Load(); n != 1 {
+		t.Fatalf("the registrar processed the REGISTER %d times, want 1", n)
+	}
+	// Another transaction (new branch and CSeq) is processed.
+	if res := roundTrip(t, conn, addr, request("REGISTER", "sip:example.test", "sip:alice@example.test")); !strings.HasPrefix(res, "SIP/2.0 200") || res == first {
+		t.Fatalf("new REGISTER: %q", res)
+	}
+	if n := reg.calls.Load(); n != 2 {
+		t.Fatalf("registrar calls: %d, want 2", n)
+	}
+}
+
+// When the REGISTER queue is full the node answers 503 with Retry-After
+// (RFC 3261 §21.5.4) rather than queueing without bound, and says so in
+// its log.
+func TestStatelessRegisterSheds(t *testing.T) {
+	reg := &countingRegistrar{release: make(chan struct{})}
+	_, addr, logs := startProxy(t, Config{Registrar: reg, RegisterQueue: 8})
+	defer close(reg.release)
+	conn, err := net.ListenPacket("udp", "127.0.44.4:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dst, _ := net.ResolveUDPAddr("udp", addr)
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if s := string(buf[:n]); strings.HasPrefix(s, "SIP/2.0 503") {
+				got <- s
+				return
+			}
+		}
+	}()
+	// 64 workers hold a REGISTER each and 8 wait: the next ones are shed.
+	for i := 0; i < 4*(8+registerWorkers); i++ {
+		msg := strings.ReplaceAll(request("REGISTER", "sip:example.test", "sip:alice@example.test"), "LOCAL", conn.LocalAddr().String())
+		msg = strings.Replace(msg, "CSeq: 1 ", "CSeq: "+strconv.Itoa(i+1)+" ", 1) // a distinct transaction each
+		conn.WriteTo([]byte(msg), dst)
+		time.Sleep(time.Millisecond) // no loss in the socket buffers
+	}
+	select {
+	case res := <-got:
+		if !strings.Contains(res, "Retry-After:") {
+			t.Fatalf("503 without Retry-After:\n%s", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no 503 after flooding the queue; the registrar holds %d requests", reg.calls.Load())
+	}
+	retry.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(logs.String(), "REGISTER queue full") {
+			return errors.New("shedding not logged")
+		}
+		return nil
+	})
+}

@@ -99,10 +99,14 @@ func ResolveSIP(ctx context.Context, resolverAddr, domain string) ([]Target, err
 		if err := errors.Join(errs...); err != nil {
 			return nil, fmt.Errorf("dnsprov: no SIP servers found for %s: %w", host, err)
 		}
-		return nil, fmt.Errorf("dnsprov: no SIP servers found for %s (no NAPTR, SRV or address records at %s)", host, strings.Join(r.servers, ","))
+		return nil, fmt.Errorf("dnsprov: %w found for %s (no NAPTR, SRV or address records at %s)", ErrNoSIPServers, host, strings.Join(r.servers, ","))
 	}
 	return out, nil
 }
+
+// ErrNoSIPServers is what ResolveSIP's error wraps when the DNS answered
+// and the domain has no SIP servers (as opposed to a DNS failure).
+var ErrNoSIPServers = errors.New("no SIP servers")
 
 // resolver asks one of a list of servers.
 type resolver struct {

@@ -2,7 +2,9 @@ package dnsprov
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -128,8 +130,20 @@ func TestResolveSIPFallbacks(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", c.domain, got, c.want)
 		}
 	}
-	if _, err := ResolveSIP(ctx, addr, "missing.srv.test"); err == nil || !strings.Contains(err.Error(), "no SIP servers found for missing.srv.test") {
-		t.Errorf("missing name: err = %v", err)
+	if _, err := ResolveSIP(ctx, addr, "missing.srv.test"); err == nil || !strings.Contains(err.Error(), "no SIP servers found for missing.srv.test") ||
+		!errors.Is(err, ErrNoSIPServers) {
+		t.Errorf("missing name: err = %v, want one wrapping ErrNoSIPServers", err)
+	}
+	// A server that does not answer is a failure, not an answer.
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := ResolveSIP(tctx, dead.LocalAddr().String(), "srv.test"); err == nil || errors.Is(err, ErrNoSIPServers) {
+		t.Errorf("silent server: err = %v, want a failure that is not ErrNoSIPServers", err)
 	}
 }
 

@@ -67,8 +67,9 @@ type OverlaySection struct {
 	Port     int      `json:"port,omitempty"`     // gossip port, default 7946
 	Timing   string   `json:"timing,omitempty"`   // lan | wan
 	Replicas int      `json:"replicas,omitempty"` // copies of each record, default 2
-	// Resolver is the DNS server ("host:port") asked for
-	// _sipmesh._tcp.<cluster> when join is empty; empty: the system resolver.
+	// Resolver is the DNS server ("host:port") this node asks: for
+	// _sipmesh._tcp.<cluster> when join is empty, and for the SIP servers
+	// of foreign domains (sip.relay_foreign); empty: the system resolver.
 	Resolver string `json:"resolver,omitempty"`
 }
 
@@ -87,6 +88,14 @@ type SIPSection struct {
 	// RateBurst is how many messages above the rate a source may send at
 	// once; default twice the rate.
 	RateBurst int `json:"rate_burst,omitempty"`
+	// RelayForeign lists the foreign domains subscribers may call
+	// (resolved by RFC 3263 through overlay.resolver): "partner.example",
+	// "*.partner.example" (its subdomains), or "*" (any). Empty: requests
+	// for other domains are refused with 403.
+	RelayForeign []string `json:"relay_foreign,omitempty"`
+	// FlowTimer is the Flow-Timer in seconds given to outbound
+	// registrations (RFC 5626 §5.4); 0: 120 on TCP/TLS/WS/WSS, 29 on UDP.
+	FlowTimer int `json:"flow_timer,omitempty"`
 }
 
 // RelaySection is the "relay" key.
@@ -247,6 +256,21 @@ func (c *Config) defaultsAndValidate() error {
 	}
 	if c.SIP.RateLimit > 0 && c.SIP.RateBurst == 0 {
 		c.SIP.RateBurst = int(2 * c.SIP.RateLimit)
+	}
+	for i, d := range c.SIP.RelayForeign {
+		name := strings.TrimPrefix(strings.TrimSuffix(d, "."), "*.")
+		if d == "*" {
+			continue
+		}
+		if _, err := netip.ParseAddr(name); err == nil {
+			continue
+		}
+		if certs.ValidDomain(strings.ToLower(name)) != nil {
+			return fmt.Errorf("key \"sip.relay_foreign[%d]\": %q is not a domain, \"*.domain\" or \"*\"", i, d)
+		}
+	}
+	if c.SIP.FlowTimer < 0 || c.SIP.FlowTimer > 3600 {
+		return fmt.Errorf("key \"sip.flow_timer\": %d must be between 1 and 3600 seconds (0: the RFC 5626 defaults)", c.SIP.FlowTimer)
 	}
 	if c.Relay.Ports != "" {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {

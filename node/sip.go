@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/dnsprov"
 	"github.com/sipmesh/sipmesh/overlay"
 	"github.com/sipmesh/sipmesh/overlay/store"
 	"github.com/sipmesh/sipmesh/roles/digest"
@@ -82,6 +83,10 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		}
 	}()
 
+	secret, err := n.clusterSecret()
+	if err != nil {
+		return nil, err
+	}
 	var users digest.Users
 	var known proxy.Users
 	var auth *digest.Authenticator
@@ -92,10 +97,6 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		}
 		go fu.Watch(ctx, 2*time.Second)
 		users, known = fu, knownUsers{fu}
-		secret, err := n.nonceSecret()
-		if err != nil {
-			return nil, err
-		}
 		// MD5 first: SIPp and many phones answer the first challenge
 		// they are given and compute MD5 only (RFC 8760 §2.4 asks for
 		// preference order; clients that do SHA-256 still pick it).
@@ -108,7 +109,7 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		log.Warn("no subscribers file (key \"sip.users\"): REGISTERs and calls are not authenticated")
 	}
 
-	ropts := []registrar.Option{registrar.WithNodeName(n.Name()), registrar.WithLogger(log)}
+	ropts := []registrar.Option{registrar.WithNodeName(n.Name()), registrar.WithLogger(log), registrar.WithGRUU(secret)}
 	if auth != nil {
 		ropts = append(ropts, registrar.WithAuthenticator(auth))
 	}
@@ -129,11 +130,16 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		Listen:  listen,
 		TLS:     &tls.Config{Certificates: []tls.Certificate{*n.mat.Certificate()}, MinVersion: tls.VersionTLS12},
 		Locator: locator{reg},
+		GRUUs:   locator{reg},
 		Mesh:    sipMesh{n},
 		Logger:  log,
 
-		RateLimit: n.cfg.SIP.RateLimit,
-		RateBurst: n.cfg.SIP.RateBurst,
+		RateLimit:    n.cfg.SIP.RateLimit,
+		RateBurst:    n.cfg.SIP.RateBurst,
+		RelayDomains: n.cfg.SIP.RelayForeign,
+		Resolver:     sipResolver{addr: n.cfg.Overlay.Resolver},
+		FlowKey:      derive(secret, "sipmesh flow token v1", n.Name()),
+		FlowTimer:    time.Duration(n.cfg.SIP.FlowTimer) * time.Second,
 	}
 	if known != nil {
 		pc.Users = known
@@ -167,7 +173,8 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 	if agent != nil {
 		agent.Start()
 	}
-	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil, "presence", agent != nil)
+	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil, "presence", agent != nil,
+		"relay_foreign", fmt.Sprint(pc.RelayDomains))
 	return func() {
 		if agent != nil {
 			agent.Close()
@@ -177,20 +184,36 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 	}, nil
 }
 
-// nonceSecret is the key digest nonces are signed with; every node of the
-// cluster must derive the same. It is derived from the cluster CA
-// certificate. Limitation: whoever holds ca.crt can mint nonces that pass
-// the freshness check (the password is still needed); a secret distributed
-// through the mesh would close that.
-func (n *Node) nonceSecret() ([]byte, error) {
+// clusterSecret is the secret every node of the cluster derives alike, and
+// the one way the SIP roles get a shared key: digest nonces are signed
+// with it (roles/digest), temp-gruus sealed (roles/registrar), flow tokens
+// signed (derive, below); each use derives its own key from it with its
+// own label. It is derived from the cluster CA certificate (its label says
+// "nonce": nonces were its first use, and changing it would invalidate
+// every nonce in flight). Limitation: whoever holds ca.crt can mint nonces
+// that pass the freshness check (the password is still needed), read the
+// AOR out of a temp-gruu and forge flow tokens (which reach no more than an
+// in-dialog request does); a secret distributed through the mesh would
+// close that.
+func (n *Node) clusterSecret() ([]byte, error) {
 	ca, err := os.ReadFile(n.cfg.Path(n.cfg.TLS.CA))
 	if err != nil {
-		return nil, fmt.Errorf("node: SIP: reading the CA certificate for the nonce secret: %w", err)
+		return nil, fmt.Errorf("node: SIP: reading the CA certificate for the cluster secret: %w", err)
 	}
 	m := hmac.New(sha256.New, []byte("sipmesh digest nonce secret v1"))
 	m.Write(ca)
 	m.Write([]byte(n.mat.Cluster))
 	return m.Sum(nil), nil
+}
+
+// derive is the key for one use of the cluster secret: HMAC-SHA256 of the
+// label and its context.
+func derive(secret []byte, label, context string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	m.Write([]byte{0})
+	m.Write([]byte(context))
+	return m.Sum(nil)
 }
 
 // meshNonceCounter tracks nonce-counts in the registrar's replicated store
@@ -261,9 +284,41 @@ func (l locator) Locate(ctx context.Context, aor string) ([]proxy.Target, error)
 	if err != nil {
 		return nil, err
 	}
+	return targets(bs), nil
+}
+
+// LocateGRUU resolves a GRUU of the domain to its instance's contacts.
+func (l locator) LocateGRUU(ctx context.Context, gruu sip.Uri) (string, []proxy.Target, error) {
+	aor, bs, err := l.r.LookupGRUU(ctx, gruu)
+	if err != nil {
+		return "", nil, err
+	}
+	return aor, targets(bs), nil
+}
+
+func targets(bs []registrar.Binding) []proxy.Target {
 	out := make([]proxy.Target, len(bs))
 	for i, b := range bs {
-		out[i] = proxy.Target{URI: b.Contact, Path: b.Path, Q: b.Q}
+		out[i] = proxy.Target{URI: b.Contact, Path: b.Path, Q: b.Q, Instance: b.Instance, RegID: b.RegID}
+	}
+	return out
+}
+
+// sipResolver locates foreign domains' SIP servers (RFC 3263) at the
+// node's DNS server (overlay.resolver, else the system's).
+type sipResolver struct{ addr string }
+
+func (r sipResolver) ResolveSIP(ctx context.Context, domain string) ([]proxy.Hop, error) {
+	ts, err := dnsprov.ResolveSIP(ctx, r.addr, domain)
+	if errors.Is(err, dnsprov.ErrNoSIPServers) {
+		return nil, fmt.Errorf("%w: %w", proxy.ErrNoSuchDomain, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]proxy.Hop, len(ts))
+	for i, t := range ts {
+		out[i] = proxy.Hop{Transport: t.Transport, Addr: t.Addr}
 	}
 	return out, nil
 }

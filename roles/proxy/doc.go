@@ -20,7 +20,25 @@
 // this process). A request that reaches a node with its own Route carrying
 // one of its flow tokens is sent over that flow, unless it came from that
 // very flow. So a callee registered over TCP through node 1 gets the INVITE
-// on that same TCP connection wherever the call entered the mesh.
+// on that same TCP connection wherever the call entered the mesh. Tokens are
+// signed with Config.FlowKey, which the node derives from the cluster
+// secret and its name, so they outlive a restart: a token this node cannot
+// read was forged (403), a connection-oriented flow that is gone is 430
+// Flow Failed (RFC 5626 §5.3). The node that looked the AOR up tries an
+// instance's flows one at a time, the next one after a 430 or 408, and
+// answers 480 when none is left. The edge marks the Path of an outbound
+// registration with "ob" (§5.1) and adds Flow-Timer to its 200 (§5.4);
+// sipgo answers the double-CRLF keep-alive on stream flows (§4.4.1).
+//
+// GRUUs (RFC 5627 §5.3). A Request-URI of the domain with a gr parameter
+// goes to the contacts of the instance it names (Config.GRUUs), in and
+// out of dialogs: 404 for a GRUU the domain did not issue, 480 when the
+// instance has no binding.
+//
+// Foreign domains. Out-of-dialog requests for another domain are refused
+// (403) unless Config.RelayDomains allows it; then an authenticated
+// subscriber's request is sent to the servers RFC 3263 finds for it
+// (Config.Resolver), tried in order (§4.3). Strangers never relay.
 //
 // Mesh peers. Requests from another node of the mesh are not challenged
 // and get no Path. A peer is recognised by its source IP being the SIP
@@ -36,6 +54,6 @@
 // minute naming it.
 //
 // The roles it serves are reached through the small interfaces Registrar,
-// Locator, Users, Authenticator and Mesh defined here. It must not import
+// Locator, GRUUs, Resolver, Users, Authenticator and Mesh defined here. It must not import
 // overlay, memberlist or another role.
 package proxy

@@ -16,6 +16,7 @@ import (
 
 // branch is one client transaction of a proxied request.
 type branch struct {
+	t           target
 	req         *sip.Request
 	tx          sip.ClientTransaction
 	provisional bool
@@ -110,9 +111,37 @@ func (p *Proxy) laddr(tr string) sip.Addr {
 	return sip.Addr{}
 }
 
+// flowAlive reports whether a flow of this node can still carry a request
+// (RFC 5626 §5.3): a connection-oriented flow must still be open; a UDP
+// flow is a NAT binding this node cannot see, taken as alive.
+func (p *Proxy) flowAlive(f flow) bool {
+	if !sip.IsReliable(f.transport) {
+		return true
+	}
+	_, err := p.tp.GetConnection(f.transport, f.remote)
+	return err == nil
+}
+
+// send starts the client transaction of one branch.
+func (p *Proxy) send(ctx context.Context, in *inbound, t target, recordRoute bool) (*branch, error) {
+	if t.out != nil && !p.flowAlive(*t.out) {
+		return nil, sipstatus.FlowFailed(fmt.Errorf("%w: %s", ErrFlowGone, t.out))
+	}
+	out := p.prepare(in, t, recordRoute)
+	tx, err := p.txl.Request(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	return &branch{t: t, req: out, tx: tx}, nil
+}
+
 // proxy forwards the request to the targets in parallel and returns the
-// best response upstream (§16.7). Once it started forwarding it answers
-// itself and returns nil.
+// best response upstream (§16.7). A target that cannot be sent, ends
+// without a response, or fails as its failover says, gives way to the next
+// of its list. fork says that we did the location lookup: we are the
+// authoritative proxy, which tries the other flows of an instance after a
+// 430 and never passes a 430 on (RFC 5626 §5.3, §11.5). Once it started
+// forwarding it answers itself and returns nil.
 func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork bool) error {
 	if in.cancelled != nil {
 		select {
@@ -127,29 +156,41 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var lastErr error
-	for _, t := range targets {
-		out := p.prepare(in, t, rr)
-		tx, err := p.txl.Request(ctx, out)
-		if err != nil {
+	pending := 0
+	// launch starts t, or the first target of its list that can be sent.
+	launch := func(t target) bool {
+		for {
+			b, err := p.send(ctx, in, t, rr)
+			if err == nil {
+				branches = append(branches, b)
+				pending++
+				wg.Add(1)
+				go func(i int, tx sip.ClientTransaction) {
+					defer wg.Done()
+					pump(ctx, i, tx, events)
+				}(len(branches)-1, b.tx)
+				return true
+			}
 			lastErr = err
 			p.log.Debug("proxy: branch failed to start", "dest", t.dest, "transport", t.transport, "err", err)
-			continue
+			if len(t.next) == 0 {
+				return false
+			}
+			t = t.following()
 		}
-		b := &branch{req: out, tx: tx}
-		branches = append(branches, b)
-		wg.Add(1)
-		go func(i int, tx sip.ClientTransaction) {
-			defer wg.Done()
-			pump(ctx, i, tx, events)
-		}(len(branches)-1, tx)
+	}
+	for _, t := range targets {
+		launch(t)
 	}
 	if len(branches) == 0 {
-		return sipstatus.New(480, "", fmt.Errorf("proxy: no branch could be sent: %w", lastErr))
+		if !fork && sipstatus.Of(lastErr).Code == 430 {
+			return lastErr // we are the edge whose flow is gone
+		}
+		return sipstatus.TemporarilyUnavailable(fmt.Errorf("proxy: no branch could be sent: %w", lastErr))
 	}
 	cancelled := in.cancelled // nil (never ready) unless an INVITE
 	answered := false         // a 2xx or 6xx went upstream, or the UAC cancelled
 	var best *sip.Response
-	pending := len(branches)
 	cancelAll := func() {
 		for _, b := range branches {
 			if !b.final {
@@ -164,6 +205,9 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			if ev.err != nil {
 				b.final = true
 				pending--
+				if !answered && len(b.t.next) > 0 && launch(b.t.following()) {
+					continue
+				}
 				if best == nil {
 					best = sip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
 					if !strings.Contains(ev.err.Error(), "timed out") && !strings.Contains(ev.err.Error(), "Timer") {
@@ -197,6 +241,14 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 				pending--
 				if answered {
 					continue
+				}
+				if b.t.fo.on(res.StatusCode) && len(b.t.next) > 0 && launch(b.t.following()) {
+					continue
+				}
+				if fork && res.StatusCode == 430 {
+					// No flow of the instance is left (RFC 5626 §11.5:
+					// endpoints never see a 430).
+					res = sip.NewResponseFromRequest(b.req, 480, sipstatus.ReasonPhrase(480), nil)
 				}
 				if res.StatusCode >= 600 {
 					answered = true
@@ -275,6 +327,7 @@ func (p *Proxy) relay(in *inbound, res *sip.Response) {
 	out.RemoveHeader("Via")
 	out.SetTransport(in.req.Transport())
 	out.SetDestination(in.respDest)
+	p.flowTimer(in, out)
 	if err := in.tx.Respond(out); err != nil {
 		if out.IsSuccess() && in.req.IsInvite() {
 			// A 2xx after the transaction ended (it was cancelled

@@ -120,27 +120,21 @@ func (p *Proxy) awaitSubscribe(ctx context.Context, req *sip.Request) {
 func (p *Proxy) Send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	out := req.Clone()
 	var t target
-	var via *flow
-	for {
-		h := out.Route()
-		if h == nil || !p.isOwn(h.Address) {
-			break
-		}
-		if f, ok := p.flows.parse(h.Address.User); ok && via == nil {
-			via = &f
-		}
-		out.RemoveHeader("Route")
+	via, err := p.popOwnRoutes(out, flow{})
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case via != nil:
+		if !p.flowAlive(*via) {
+			return nil, sipstatus.FlowFailed(fmt.Errorf("%w: %s", ErrFlowGone, via))
+		}
 		t = p.flowTarget(out.Recipient, nil, *via)
 	case out.Route() != nil:
-		var err error
 		if t, err = p.uriTarget(out.Recipient, nil, out.Route().Address); err != nil {
 			return nil, err
 		}
 	default:
-		var err error
 		if t, err = p.uriTarget(out.Recipient, nil, out.Recipient); err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -31,11 +32,38 @@ type Target struct {
 	URI  string   // contact URI
 	Path []string // Path header values (name-addr), outermost first
 	Q    float64
+	// Instance and RegID are the RFC 5626 keys of the binding: contacts of
+	// one instance are flows to one UA, tried one at a time (§5.3).
+	Instance string
+	RegID    int
 }
 
 // Locator finds the contacts of an AOR ("user@domain").
 type Locator interface {
 	Locate(ctx context.Context, aor string) ([]Target, error)
+}
+
+// GRUUs resolves the GRUUs of the domain (RFC 5627 §5.3).
+type GRUUs interface {
+	// LocateGRUU returns the AOR a GRUU belongs to and the contacts of
+	// the instance it names, none when the instance has no binding now.
+	// A GRUU the domain did not issue, or no longer honours, is an error
+	// carrying 404 (a *sipstatus.Error); other errors are failures.
+	LocateGRUU(ctx context.Context, gruu sip.Uri) (aor string, contacts []Target, err error)
+}
+
+// Hop is one server of a foreign domain: transport (udp, tcp or tls) and
+// "ip:port".
+type Hop struct {
+	Transport string
+	Addr      string
+}
+
+// Resolver locates the SIP servers of a domain in the order RFC 3263 §4
+// says to try them; dnsprov.ResolveSIP is one. An error wrapping
+// ErrNoSuchDomain means the domain has none.
+type Resolver interface {
+	ResolveSIP(ctx context.Context, domain string) ([]Hop, error)
 }
 
 // Users says whether a subscriber exists (404 versus 480).
@@ -82,6 +110,25 @@ type Config struct {
 	Auth Authenticator
 	// Mesh identifies peers and registrars; required.
 	Mesh Mesh
+	// GRUUs resolves Request-URIs that are GRUUs of the domain; nil: they
+	// are looked up like AORs.
+	GRUUs GRUUs
+	// RelayDomains are the foreign domains that subscribers' requests are
+	// relayed to (RFC 3263 resolution through Resolver): "*" is any
+	// domain, "*.example.net" its subdomains. Empty: requests for foreign
+	// domains are refused with 403.
+	RelayDomains []string
+	// Resolver locates foreign domains' servers; required with RelayDomains.
+	Resolver Resolver
+	// FlowKey signs the flow tokens of this node (at least 16 bytes). It
+	// must outlive a restart, so that a token issued before it still reads
+	// as ours and a lost connection is told apart from a forged token (430
+	// versus 403, RFC 5626 §5.3). nil: a random key.
+	FlowKey []byte
+	// FlowTimer is the Flow-Timer (RFC 5626 §5.4) given to outbound
+	// registrations: how often, at most, the UA must send keep-alives on
+	// its flow. 0: 120 s on connection-oriented flows, 29 s on UDP.
+	FlowTimer time.Duration
 	// Presence routes PUBLISH and SUBSCRIBE (event presence) to the
 	// presence agent; nil: they are routed like other requests.
 	Presence Presence
@@ -135,8 +182,16 @@ func New(cfg Config) (p *Proxy, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
+	key := cfg.FlowKey
+	if key == nil {
+		key = make([]byte, 32)
+		rand.Read(key)
+	} else if len(key) < 16 {
+		return nil, fmt.Errorf("proxy: the flow key must be at least 16 bytes, got %d", len(key))
+	}
+	if len(cfg.RelayDomains) > 0 && cfg.Resolver == nil {
+		return nil, errors.New("proxy: relaying to foreign domains needs a resolver")
+	}
 	p = &Proxy{cfg: cfg, log: log, flows: &flowKeys{key: key},
 		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
 	p.cfg.Domain = strings.ToLower(cfg.Domain)

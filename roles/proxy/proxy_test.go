@@ -42,7 +42,9 @@ func startProxy(t *testing.T, cfg Config) (*Proxy, string, *syncBuf) {
 	t.Helper()
 	logs := &syncBuf{}
 	cfg.Domain = "example.test"
-	cfg.Listen = []Listen{{Transport: "udp", Addr: "127.0.44.1:0"}}
+	if cfg.Listen == nil {
+		cfg.Listen = []Listen{{Transport: "udp", Addr: "127.0.44.1:0"}}
+	}
 	if cfg.Locator == nil {
 		cfg.Locator = fakeLocator{}
 	}

@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -25,6 +28,11 @@ var (
 	ErrNotRegistered = errors.New("proxy: user has no binding")
 	ErrRelay         = errors.New("proxy: relaying to a foreign domain is not allowed")
 	ErrNoTransaction = errors.New("proxy: no transaction for the CANCEL")
+	ErrFlowGone      = errors.New("proxy: the flow no longer exists")
+	ErrFlowForged    = errors.New("proxy: flow token not issued by this node")
+	// ErrNoSuchDomain is what a Resolver's error wraps when a domain has
+	// no SIP servers (404).
+	ErrNoSuchDomain = errors.New("proxy: the domain has no SIP servers")
 )
 
 // maxTransaction bounds how long a proxied transaction may run (an INVITE
@@ -51,6 +59,43 @@ type target struct {
 	transport string       // upper case
 	dest      string       // host:port
 	out       *flow        // when sent over a flow of this node
+	// next are the targets to try in turn when this one fails in the way
+	// fo says (RFC 5626 §5.3 flows of one instance, RFC 3263 §4.3 servers
+	// of one domain).
+	next []target
+	fo   failover
+}
+
+// failover says when a branch gives way to the next target of its list.
+// A target that cannot be sent at all, or whose transaction ends without
+// a response (transport error, timeout), always does.
+type failover int
+
+const (
+	noFailover failover = iota
+	// flowFailover: RFC 5626 §5.3, another flow of the instance after
+	// 430 (Flow Failed) or 408; any other final response ends the list.
+	flowFailover
+	// dnsFailover: RFC 3263 §4.3, the next server after 503.
+	dnsFailover
+)
+
+// on reports whether the final response code passes the request on.
+func (f failover) on(code int) bool {
+	switch f {
+	case flowFailover:
+		return code == 430 || code == 408
+	case dnsFailover:
+		return code == 503 || code == 408
+	}
+	return false
+}
+
+// following returns the next target of t's list, which keeps the rest.
+func (t target) following() target {
+	n := t.next[0]
+	n.next, n.fo = t.next[1:], t.fo
+	return n
 }
 
 func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
@@ -225,16 +270,9 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 // when the Request-URI decides.
 func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 	req := in.req
-	var via *flow
-	for {
-		h := req.Route()
-		if h == nil || !p.isOwn(h.Address) {
-			break
-		}
-		if f, ok := p.flows.parse(h.Address.User); ok && f != in.flow && via == nil {
-			via = &f
-		}
-		req.RemoveHeader("Route")
+	via, err := p.popOwnRoutes(req, in.flow)
+	if err != nil {
+		return target{}, false, err
 	}
 	if via != nil {
 		return p.flowTarget(req.Recipient, nil, *via), true, nil
@@ -244,6 +282,31 @@ func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 		return t, true, err
 	}
 	return target{}, false, nil
+}
+
+// popOwnRoutes removes the Route entries naming this node (§16.4) and
+// returns the flow named by the first of them that carries a flow token,
+// unless that flow is from, the one the request came over (an outgoing
+// request of the UA, RFC 5626 §5.3). A token this node did not issue is
+// refused with 403 (§5.3: it was tampered with).
+func (p *Proxy) popOwnRoutes(req *sip.Request, from flow) (*flow, error) {
+	var via *flow
+	for {
+		h := req.Route()
+		if h == nil || !p.isOwn(h.Address) {
+			return via, nil
+		}
+		if strings.HasPrefix(h.Address.User, flowPrefix) {
+			f, ok := p.flows.parse(h.Address.User)
+			if !ok {
+				return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrFlowForged, h.Address.String()))
+			}
+			if f != from && via == nil {
+				via = &f
+			}
+		}
+		req.RemoveHeader("Route")
+	}
 }
 
 func (p *Proxy) flowTarget(ruri sip.Uri, routes []sip.Header, f flow) target {
@@ -298,6 +361,16 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 			return in.tx.Respond(p.optionsOK(req))
 		}
 		return sipstatus.NotFound(fmt.Errorf("proxy: %s addressed to the node itself", req.Method))
+	case ours && p.cfg.GRUUs != nil && ruri.UriParams.Has("gr"):
+		// RFC 5627 §5.3: a GRUU reaches its instance in and out of
+		// dialogs (a UA gives it as its Contact, so in-dialog requests
+		// are sent to it).
+		if !inDialog {
+			if err := p.authorize(ctx, in); err != nil {
+				return err
+			}
+		}
+		return p.gruu(ctx, in)
 	case ours && !inDialog:
 		if err := p.authorize(ctx, in); err != nil {
 			return err
@@ -309,6 +382,8 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 			return err
 		}
 		return p.proxy(ctx, in, []target{t}, false)
+	case !ours && !p.isOwn(ruri) && p.relays(ruri.Host):
+		return p.foreign(ctx, in)
 	default:
 		return sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrRelay, ruri.Host))
 	}
@@ -317,7 +392,11 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 func (p *Proxy) optionsOK(req *sip.Request) *sip.Response {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, PUBLISH"))
-	res.AppendHeader(sip.NewHeader("Supported", "path"))
+	tags := "path, outbound"
+	if p.cfg.GRUUs != nil {
+		tags += ", gruu"
+	}
+	res.AppendHeader(sip.NewHeader("Supported", tags))
 	return res
 }
 
@@ -325,9 +404,6 @@ func (p *Proxy) optionsOK(req *sip.Request) *sip.Response {
 // domain (407) unless they come from a mesh node.
 func (p *Proxy) authorize(ctx context.Context, in *inbound) error {
 	req := in.req
-	if p.cfg.Auth == nil || in.peer {
-		return nil
-	}
 	switch req.Method {
 	case sip.INVITE, sip.MESSAGE, sip.SUBSCRIBE, sip.PUBLISH, sip.REFER:
 	default:
@@ -337,6 +413,17 @@ func (p *Proxy) authorize(ctx context.Context, in *inbound) error {
 	if from == nil || !strings.EqualFold(from.Address.Host, p.cfg.Domain) {
 		return nil
 	}
+	return p.verify(ctx, in)
+}
+
+// verify checks the credentials of a request whose From is a subscriber
+// of the domain (407 without them), unless it comes from a mesh node.
+func (p *Proxy) verify(ctx context.Context, in *inbound) error {
+	req := in.req
+	if p.cfg.Auth == nil || in.peer {
+		return nil
+	}
+	from := req.From()
 	user, err := p.cfg.Auth.Verify(ctx, req, true)
 	if err != nil {
 		return err
@@ -377,16 +464,66 @@ func (p *Proxy) register(ctx context.Context, in *inbound) error {
 // addPath adds this edge to a REGISTER from a phone (not from a mesh peer,
 // which added its own).
 func (p *Proxy) addPath(in *inbound) {
-	if !in.peer {
-		u := p.ownURI(in.flow.transport, &in.flow)
-		in.req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
+	if in.peer {
+		return
 	}
+	// The Path entry is how the mesh reaches this edge, so it names our
+	// UDP address, the transport nodes use between themselves (as
+	// Mesh.RegistrarAddr): with the flow's own transport, a node would
+	// have to reach us over TLS or WSS, with certificates it cannot
+	// check. The token still names the UA's flow.
+	u := p.ownURI("udp", &in.flow)
+	// RFC 5626 §5.1: the first hop of an outbound registration says so
+	// with "ob", which the registrar checks.
+	if hasRegID(in.req) {
+		u.UriParams.Add("ob", "")
+	}
+	in.req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
 }
 
-// registerHere has this node's registrar process a REGISTER.
+// registerHere has this node's registrar process a REGISTER (through a
+// server transaction, or on the stateless path), and adds the edge's
+// Flow-Timer to its 200.
 func (p *Proxy) registerHere(ctx context.Context, in *inbound) (*sip.Response, error) {
 	p.addPath(in)
-	return p.cfg.Registrar.Register(ctx, in.req, in.flow.String())
+	res, err := p.cfg.Registrar.Register(ctx, in.req, in.flow.String())
+	if err != nil {
+		return nil, err
+	}
+	p.flowTimer(in, res)
+	return res, nil
+}
+
+// hasRegID reports whether a Contact of the request carries reg-id
+// (RFC 5626 §4.2: the UA registers a flow).
+func hasRegID(req *sip.Request) bool {
+	for _, h := range req.GetHeaders("Contact") {
+		if c, ok := h.(*sip.ContactHeader); ok && c.Params.Has("reg-id") {
+			return true
+		}
+	}
+	return false
+}
+
+// flowTimer adds Flow-Timer (RFC 5626 §5.4) to the 2xx of a REGISTER that
+// the registrar accepted as outbound (it says "Require: outbound", §6), on
+// the edge holding the UA's flow: the most seconds between the UA's
+// keep-alives that keep the flow, and the NATs on its way, alive.
+func (p *Proxy) flowTimer(in *inbound, res *sip.Response) {
+	if in.peer || in.req.Method != sip.REGISTER || res.StatusCode/100 != 2 ||
+		res.GetHeader("Flow-Timer") != nil || !sipmsg.HasOptionTag(res, "Require", "outbound") {
+		return
+	}
+	d := p.cfg.FlowTimer
+	if d <= 0 {
+		// RFC 5626 §4.4.1's defaults: NAT bindings of UDP flows are
+		// short-lived; connection-oriented flows keep longer.
+		d = 120 * time.Second
+		if in.flow.transport == "udp" {
+			d = 29 * time.Second
+		}
+	}
+	res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(d/time.Second))))
 }
 
 // ownURI is this node's URI on transport tr, with the token of f.
@@ -426,26 +563,86 @@ func (p *Proxy) locate(ctx context.Context, in *inbound) error {
 	if err != nil {
 		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: location of %s: %w", aor, err))
 	}
+	return p.forkTo(ctx, in, aor, found)
+}
+
+// gruu routes a request for a GRUU of the domain to the contacts of the
+// instance it names and to no other contact of the AOR (RFC 5627 §5.3):
+// 404 for a GRUU the domain did not issue or no longer honours, 480 when
+// the instance has no binding now.
+func (p *Proxy) gruu(ctx context.Context, in *inbound) error {
+	ruri := in.req.Recipient
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	aor, found, err := p.cfg.GRUUs.LocateGRUU(lctx, ruri)
+	cancel()
+	if err != nil {
+		var se *sipstatus.Error
+		if errors.As(err, &se) {
+			return err
+		}
+		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("proxy: GRUU %s: %w", ruri.String(), err))
+	}
+	return p.forkTo(ctx, in, aor, found)
+}
+
+// forkTo forks the request to the contacts found for aor (§16.6): one
+// branch per contact without an instance, and one at a time per instance,
+// its other flows (lowest reg-id first) held back for when a flow fails
+// (RFC 5626 §5.3). The edge answers 430 for a flow that is gone; as the
+// authoritative proxy we try the next flow, and say 480 when none is left.
+// No contact: 480 for a known user, 404 otherwise.
+func (p *Proxy) forkTo(ctx context.Context, in *inbound, aor string, found []Target) error {
 	var targets []target
+	var insts []string
+	flows := map[string][]Target{}
 	for _, f := range found {
-		t, err := p.contactTarget(f)
-		if err != nil {
-			p.log.Warn("proxy: unusable binding skipped", "aor", aor, "contact", f.URI, "err", err)
+		if f.Instance == "" {
+			if t, ok := p.usableContact(aor, f); ok {
+				targets = append(targets, t)
+			}
 			continue
 		}
-		targets = append(targets, t)
+		if _, ok := flows[f.Instance]; !ok {
+			insts = append(insts, f.Instance)
+		}
+		flows[f.Instance] = append(flows[f.Instance], f)
+	}
+	for _, inst := range insts {
+		fs := flows[inst]
+		slices.SortStableFunc(fs, func(a, b Target) int { return cmp.Compare(a.RegID, b.RegID) })
+		var chain []target
+		for _, f := range fs {
+			if t, ok := p.usableContact(aor, f); ok {
+				chain = append(chain, t)
+			}
+		}
+		if len(chain) > 0 {
+			head := chain[0]
+			head.next, head.fo = chain[1:], flowFailover
+			targets = append(targets, head)
+		}
 	}
 	if len(targets) == 0 {
+		user, _, _ := strings.Cut(aor, "@")
 		known := false
 		if p.cfg.Users != nil {
-			known, _ = p.cfg.Users.Known(ctx, ruri.User, p.cfg.Domain)
+			known, _ = p.cfg.Users.Known(ctx, user, p.cfg.Domain)
 		}
 		if known || len(found) > 0 {
-			return sipstatus.New(480, "", fmt.Errorf("%w: %s", ErrNotRegistered, aor))
+			return sipstatus.TemporarilyUnavailable(fmt.Errorf("%w: %s", ErrNotRegistered, aor))
 		}
 		return sipstatus.NotFound(fmt.Errorf("%w: %s", ErrUnknownUser, aor))
 	}
 	return p.proxy(ctx, in, targets, true)
+}
+
+func (p *Proxy) usableContact(aor string, f Target) (target, bool) {
+	t, err := p.contactTarget(f)
+	if err != nil {
+		p.log.Warn("proxy: unusable binding skipped", "aor", aor, "contact", f.URI, "err", err)
+		return target{}, false
+	}
+	return t, true
 }
 
 // contactTarget turns a binding into a branch: Request-URI the contact,
@@ -465,8 +662,14 @@ func (p *Proxy) contactTarget(b Target) (target, error) {
 			return target{}, fmt.Errorf("path %q: %w", ps, err)
 		}
 		if len(routes) == 0 && p.isOwn(u) {
-			if f, ok := p.flows.parse(u.User); ok && via == nil {
-				via = &f
+			if strings.HasPrefix(u.User, flowPrefix) {
+				f, ok := p.flows.parse(u.User)
+				if !ok {
+					return target{}, fmt.Errorf("%w: path %s", ErrFlowForged, ps)
+				}
+				if via == nil {
+					via = &f
+				}
 			}
 			continue
 		}

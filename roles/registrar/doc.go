@@ -1,5 +1,5 @@
 // Package registrar is the SIP registrar of sipmesh (RFC 3261 §10.3, Path
-// RFC 3327, the instance/reg-id keys of RFC 5626).
+// RFC 3327, outbound RFC 5626, GRUU RFC 5627).
 //
 // It owns the binding rules: add, refresh and remove (Expires: 0,
 // Contact: *), several contacts per request, q-values, the minimum and
@@ -11,6 +11,19 @@
 // contact URI. Versions of one record are merged by [Newer]: with the same
 // Call-ID the higher CSeq wins (RFC 3261 §10.3 step 7), so two nodes
 // processing REGISTERs of one phone converge on what the phone sent last.
+//
+// Outbound (RFC 5626 §6): a REGISTER that supports outbound with a
+// contact carrying +sip.instance and reg-id gets "Require: outbound" in its
+// 200 (the edge adds Flow-Timer), or 439 when its first hop's Path entry
+// lacks "ob".
+//
+// GRUU (RFC 5627, see gruu.go): with [WithGRUU], the 200 to a REGISTER
+// that supports gruu carries pub-gruu and temp-gruu for every binding with
+// an instance; [Registrar.LookupGRUU] resolves both on any node, temp-gruus
+// without any state beyond the bindings (sealed with the cluster secret,
+// valid while a binding of the instance keeps the Call-ID they were issued
+// for). A contact that is a GRUU of the domain, or the AOR itself, is
+// refused with 403 (it would loop).
 //
 // A record's value is the JSON form of [Binding]; `sipmesh lookup` shows its
 // fields next to the store's (the store adds "expires", seconds left).

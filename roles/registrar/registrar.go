@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -36,6 +37,8 @@ var (
 	ErrNotOurDomain = errors.New("registrar: the domain is not served here")
 	ErrOutOfOrder   = errors.New("registrar: CSeq out of order for the Call-ID")
 	ErrForbidden    = errors.New("registrar: authenticated user may not register this AOR")
+	ErrLoopContact  = errors.New("registrar: the contact routes back to the AOR")
+	ErrNoOutbound   = errors.New("registrar: the first hop did not mark its Path with ob")
 )
 
 // Registrar processes REGISTER requests for one domain.
@@ -49,6 +52,8 @@ type Registrar struct {
 	defaultExpires time.Duration
 	now            func() time.Time
 	log            *slog.Logger
+	gruuSecret     []byte
+	temp           *tempGRUUs // nil: no GRUUs issued
 }
 
 // Option configures a Registrar.
@@ -73,6 +78,11 @@ func WithExpiry(min, max, def time.Duration) Option {
 		}
 	}
 }
+
+// WithGRUU makes the registrar issue GRUUs (RFC 5627) to UAs that support
+// them. secret is the cluster-wide secret temp-gruus are sealed with: every
+// node must have the same, so that any node resolves them.
+func WithGRUU(secret []byte) Option { return func(r *Registrar) { r.gruuSecret = secret } }
 
 // WithNodeName names the node in the bindings it writes.
 func WithNodeName(name string) Option { return func(r *Registrar) { r.node = name } }
@@ -108,6 +118,13 @@ func New(domain string, store Store, opts ...Option) (*Registrar, error) {
 	}
 	if r.minExpires > r.maxExpires {
 		return nil, fmt.Errorf("registrar: minimum expiry %v exceeds maximum %v", r.minExpires, r.maxExpires)
+	}
+	if r.gruuSecret != nil {
+		t, err := newTempGRUUs(r.gruuSecret, r.domain)
+		if err != nil {
+			return nil, err
+		}
+		r.temp, r.gruuSecret = t, nil
 	}
 	return r, nil
 }
@@ -227,6 +244,10 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		}
 	}
 	path := pathOf(req)
+	outbound, err := outboundRegistration(req, contacts, path)
+	if err != nil {
+		return nil, err
+	}
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {
 		ua = h.Value()
@@ -257,6 +278,11 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 				return nil, sipstatus.BadRequest("Bad Contact q parameter", fmt.Errorf("registrar: q=%q", v))
 			}
 			q = f
+		}
+		// RFC 5627 §5.1: a contact that is one of our GRUUs, or the AOR
+		// itself, would send requests for the AOR back to it.
+		if strings.EqualFold(c.Address.Host, r.domain) && (IsGRUU(c.Address) || AOR(c.Address) == aor) {
+			return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrLoopContact, c.Address.String()))
 		}
 		uri := c.Address.String()
 		b := Binding{AOR: aor, Contact: uri, Q: q, CallID: callID, CSeq: cseq.SeqNo, Path: path,
@@ -305,6 +331,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 
 	// Step 8: 200 OK listing every current binding with its expiry.
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
 	ids := make([]string, 0, len(current))
 	for id := range current {
 		ids = append(ids, id)
@@ -330,12 +357,20 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			if b.RegID != 0 {
 				h.Params.Add("reg-id", strconv.Itoa(b.RegID))
 			}
+			if gruu {
+				r.gruuParams(h, b)
+			}
 		}
 		res.AppendHeader(h)
 	}
+	// RFC 5626 §6: the registrar says it applied outbound; the edge adds
+	// Flow-Timer for its flow (§5.4).
+	if outbound {
+		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+	}
 	// RFC 3327 §5.3: the registrar returns the Path it stored when the UA
 	// said it supports path.
-	if supports(req, "path") {
+	if sipmsg.HasOptionTag(req, "Supported", "path") {
 		for _, p := range path {
 			res.AppendHeader(sip.NewHeader("Path", p))
 		}
@@ -402,15 +437,33 @@ func pathOf(req *sip.Request) []string {
 	return out
 }
 
-func supports(req *sip.Request, tag string) bool {
-	for _, h := range req.GetHeaders("Supported") {
-		for _, t := range strings.Split(h.Value(), ",") {
-			if strings.EqualFold(strings.TrimSpace(t), tag) {
-				return true
-			}
-		}
+// outboundRegistration reports whether the REGISTER uses outbound (RFC 5626
+// §6): the UA supports it and a contact carries +sip.instance and reg-id.
+// The Path entry of the UA's first hop (the last one: each proxy puts its
+// own on top, RFC 3327 §4.2) must then carry "ob", else the edge cannot
+// keep the flow and the answer is 439.
+func outboundRegistration(req *sip.Request, contacts []*sip.ContactHeader, path []string) (bool, error) {
+	if !sipmsg.HasOptionTag(req, "Supported", "outbound") {
+		return false, nil
 	}
-	return false
+	uses := false
+	for _, c := range contacts {
+		_, inst := c.Params.Get("+sip.instance")
+		_, rid := c.Params.Get("reg-id")
+		uses = uses || (inst && rid)
+	}
+	if !uses || len(path) == 0 {
+		return uses, nil
+	}
+	var u sip.Uri
+	var params sip.HeaderParams
+	if _, err := sip.ParseAddressValue(path[len(path)-1], &u, &params); err != nil {
+		return false, sipstatus.BadRequest("Bad Path", fmt.Errorf("registrar: Path %q: %w", path[len(path)-1], err))
+	}
+	if _, ok := u.UriParams.Get("ob"); !ok {
+		return false, sipstatus.FirstHopLacksOutbound(fmt.Errorf("%w: %s", ErrNoOutbound, path[len(path)-1]))
+	}
+	return true, nil
 }
 
 // SplitList splits a header value on the commas that are outside of <>

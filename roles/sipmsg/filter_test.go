@@ -107,3 +107,37 @@ func TestDatagramFilter(t *testing.T) {
 	default:
 	}
 }
+
+func TestHasOptionTag(t *testing.T) {
+	msg, err := sip.ParseMessage([]byte("REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs\r\n" +
+		"From: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>\r\nCall-ID: s\r\nCSeq: 1 REGISTER\r\n" +
+		"Supported: path, GRUU\r\nSupported: outbound\r\nContent-Length: 0\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	for tag, want := range map[string]bool{"path": true, "gruu": true, "outbound": true, "Outbound": true, "timer": false, "pat": false} {
+		if got := HasOptionTag(req, "Supported", tag); got != want {
+			t.Errorf("HasOptionTag(Supported, %q) = %v, want %v", tag, got, want)
+		}
+	}
+}
+
+func TestEscapeParam(t *testing.T) {
+	for in, want := range map[string]string{
+		"urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6": "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+		"a b;c=d%e\"": "a%20b%3Bc%3Dd%25e%22",
+		"[v6]/x&y+z$": "[v6]/x&y+z$",
+	} {
+		got := EscapeParam(in)
+		if got != want {
+			t.Errorf("EscapeParam(%q) = %q, want %q", in, got, want)
+		}
+		if back := Unescape(got); back != in {
+			t.Errorf("Unescape(EscapeParam(%q)) = %q", in, back)
+		}
+		if _, err := parseURI("sip:a@example.test;gr=" + got); err != nil {
+			t.Errorf("sip:a@example.test;gr=%s does not parse: %v", got, err)
+		}
+	}
+}

@@ -87,7 +87,6 @@ func parseURI(s string) (uri, error) {
 	rest = rest[end:]
 
 	// uri-parameters = *( ";" uri-parameter ); pname [ "=" pvalue ]
-	paramChar := func(c byte) bool { return isUnreserved(c) || strings.IndexByte("[]/:&+$", c) >= 0 }
 	for strings.HasPrefix(rest, ";") {
 		rest = rest[1:]
 		end := strings.IndexAny(rest, ";?")
@@ -183,6 +182,25 @@ func getParam(ps []param, name string) (param, bool) {
 		}
 	}
 	return param{}, false
+}
+
+// paramChar: paramchar = param-unreserved / unreserved / escaped, with
+// param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$" (RFC 3261 §25.1).
+func paramChar(c byte) bool { return isUnreserved(c) || strings.IndexByte("[]/:&+$", c) >= 0 }
+
+// EscapeParam makes s a URI parameter value (RFC 3261 §25.1 pvalue): every
+// byte that is not a paramchar is %HH-escaped. Unescape reverses it.
+func EscapeParam(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; paramChar(c) {
+			b.WriteByte(c)
+		} else {
+			b.Write([]byte{'%', hex[c>>4], hex[c&15]})
+		}
+	}
+	return b.String()
 }
 
 // Unescape decodes the %HH escapes of a URI component (RFC 3261 §19.1.2,

@@ -163,6 +163,19 @@ func IntervalTooBrief(minExpires time.Duration, cause error) *Error {
 	return New(423, "", cause, sip.NewHeader("Min-Expires", strconv.FormatInt(seconds(minExpires), 10)))
 }
 
+// FlowFailed is 430 (RFC 5626 §5.3, §11.5): an edge proxy was asked to send
+// a request over a flow of its own that no longer exists. The authoritative
+// proxy tries another flow of the same instance; endpoints never see it.
+func FlowFailed(cause error) *Error { return New(430, "", cause) }
+
+// FirstHopLacksOutbound is 439 (RFC 5626 §6, §11.6): a REGISTER asked for
+// outbound, but the first hop's Path entry does not say "ob".
+func FirstHopLacksOutbound(cause error) *Error { return New(439, "", cause) }
+
+// TemporarilyUnavailable is 480: the callee exists but has no usable
+// binding now (RFC 3261 §21.4.18).
+func TemporarilyUnavailable(cause error) *Error { return New(480, "", cause) }
+
 // TooManyHops is 483 (RFC 3261 §16.3 step 3).
 func TooManyHops(cause error) *Error { return New(483, "", cause) }
 

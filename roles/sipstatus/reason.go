@@ -78,6 +78,8 @@ func ReasonPhrase(code int) string {
 		return "Interval Too Brief"
 	case 429:
 		return "Provide Referrer Identity" // RFC 3892
+	case 430:
+		return "Flow Failed" // RFC 5626
 	case 439:
 		return "First Hop Lacks Outbound Support" // RFC 5626
 	case 440:

@@ -54,6 +54,9 @@ func TestOfMapping(t *testing.T) {
 		{"505", VersionNotSupported(cause), 505, "Version Not Supported", "", ""},
 		{"513", MessageTooLarge(cause), 513, "Message Too Large", "", ""},
 		{"483", TooManyHops(cause), 483, "Too Many Hops", "", ""},
+		{"430", FlowFailed(cause), 430, "Flow Failed", "", ""},
+		{"439", FirstHopLacksOutbound(cause), 439, "First Hop Lacks Outbound Support", "", ""},
+		{"480", TemporarilyUnavailable(cause), 480, "Temporarily Unavailable", "", ""},
 		{"drop", Drop(cause), 0, "", "", ""},
 	}
 	for _, tc := range tests {

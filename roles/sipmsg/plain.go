@@ -309,7 +309,6 @@ func plainParams(ps []byte) bool {
 	return true
 }
 
-
 func isLetters(b []byte) bool {
 	for _, c := range b {
 		if !isAlpha(c) {

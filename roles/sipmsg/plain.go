@@ -254,7 +254,19 @@ func plainURI(u []byte) bool {
 		}
 		hostport = host
 	}
-	return plainHostPort(hostport) && (!hasParams || plainParams(params))
+	if !plainHostPort(hostport) {
+		return false
+	}
+	if hasParams {
+		// uri-parameter characters (RFC 3261 §25.1), fewer than tokens.
+		for _, c := range params {
+			if !isAlphanum(c) && bytes.IndexByte([]byte("-_.!~*'();="), c) < 0 {
+				return false
+			}
+		}
+		return plainParams(params)
+	}
+	return true
 }
 
 // plainHostPort: a host name or IPv4 address (letters, digits, "-", "."

@@ -68,7 +68,7 @@ func BenchmarkSIPLoad(b *testing.B) {
 				targets = ips
 			}
 			b.Run(fmt.Sprintf("REGISTER auth=%v %s", auth, entry), func(b *testing.B) {
-				ramp(b, c, secs, []int{200, 400, 700, 1000, 1500, 2000, 3000}, func(rate int, step int) []*sipp {
+				ramp(b, c, secs, []int{500, 1000, 2000, 3000, 4000, 5000, 6000}, func(rate int, step int) []*sipp {
 					var ss []*sipp
 					for i, n := range targets {
 						ip := fmt.Sprintf("%s%d", subnet, 150+i)
@@ -93,7 +93,7 @@ func BenchmarkSIPLoad(b *testing.B) {
 				targets = ips
 			}
 			b.Run(fmt.Sprintf("calls auth=true %s", entry), func(b *testing.B) {
-				ramp(b, c, secs, []int{50, 100, 200, 300, 400, 600}, func(rate int, step int) []*sipp {
+				ramp(b, c, secs, []int{100, 200, 300, 400, 500, 600, 800}, func(rate int, step int) []*sipp {
 					var ss []*sipp
 					for i, n := range targets {
 						ip := fmt.Sprintf("%s%d", subnet, 160+i)

@@ -289,8 +289,11 @@ func plainHostPort(hp []byte) bool {
 			return false
 		}
 	}
+	if len(host) > 255 {
+		return false
+	}
 	for _, l := range labels {
-		if len(l) == 0 || !isAlphanum(l[0]) || !isAlphanum(l[len(l)-1]) {
+		if len(l) == 0 || len(l) > 63 || !isAlphanum(l[0]) || !isAlphanum(l[len(l)-1]) {
 			return false
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // Default ports (DESIGN.md: contracts).
@@ -101,6 +102,13 @@ type SIPSection struct {
 // RelaySection is the "relay" key.
 type RelaySection struct {
 	Ports string `json:"ports,omitempty"`
+	// Mode is when the proxy relays a call's media: always (default),
+	// nat or never (roles/relay.Mode).
+	Mode string `json:"mode,omitempty"`
+	// InactivityTimeout and SetupTimeout (seconds) free a relay session
+	// without media (roles/relay.Config); 0: 60 and 300.
+	InactivityTimeout int `json:"inactivity_timeout,omitempty"`
+	SetupTimeout      int `json:"setup_timeout,omitempty"`
 }
 
 // DNSSection is the "dns" key.
@@ -276,6 +284,12 @@ func (c *Config) defaultsAndValidate() error {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {
 			return fmt.Errorf("key \"relay.ports\": %w", err)
 		}
+	}
+	if _, err := relay.ParseMode(c.Relay.Mode); err != nil {
+		return fmt.Errorf("key \"relay.mode\": %q: want always, nat or never", c.Relay.Mode)
+	}
+	if c.Relay.InactivityTimeout < 0 || c.Relay.SetupTimeout < 0 {
+		return fmt.Errorf("keys \"relay.inactivity_timeout\", \"relay.setup_timeout\": seconds, not negative")
 	}
 	if c.DNS.Listen != "" {
 		hp, err := c.hostPort(c.DNS.Listen, 53)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/roles/relay"
@@ -34,6 +35,12 @@ func (n *Node) newRelay() (*relay.Relay, error) {
 	rc := relay.DefaultConfig()
 	rc.Interfaces = []relay.Interface{{Bind: ip}}
 	rc.PortMin, rc.PortMax = lo, hi
+	if t := n.cfg.Relay.InactivityTimeout; t > 0 {
+		rc.InactivityTimeout = time.Duration(t) * time.Second
+	}
+	if t := n.cfg.Relay.SetupTimeout; t > 0 {
+		rc.SetupTimeout = time.Duration(t) * time.Second
+	}
 	rc.Logger = n.log.With("component", "relay")
 	r, err := relay.New(rc)
 	if err != nil {

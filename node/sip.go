@@ -164,6 +164,12 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		}
 	}
 	pc.Presence = presenceEdge{n: n, agent: agent}
+	media, err := n.newMediaAnchor(log.With("component", "media"))
+	if err != nil {
+		return nil, err
+	}
+	pc.Media = media
+	go media.run(ctx)
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -48,6 +48,9 @@ func dialogForming(req *sip.Request) bool {
 func (p *Proxy) prepare(in *inbound, t target, recordRoute bool) *sip.Request {
 	out := in.req.Clone()
 	out.Recipient = *t.ruri.Clone()
+	if in.sdp != nil {
+		out.SetBody(in.sdp)
+	}
 	if len(t.routes) > 0 {
 		hs := make([]sip.Header, len(t.routes))
 		for i, h := range t.routes {
@@ -150,6 +153,10 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		default:
 		}
 	}
+	if err := p.anchor(ctx, in, targets); err != nil {
+		return err
+	}
+	initialInvite := in.req.IsInvite() && dialogForming(in.req)
 	rr := dialogForming(in.req)
 	events := make(chan branchEvent, 16)
 	var branches []*branch
@@ -265,11 +272,17 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			if !answered {
 				answered = true // the transaction layer answered 487
 				cancelAll()
+				if initialInvite && p.cfg.Media != nil {
+					p.cfg.Media.End(p.ctx, callID(in.req))
+				}
 			}
 		case <-ctx.Done():
 			cancelAll()
 			if !answered {
 				in.tx.Respond(sip.NewResponseFromRequest(in.req, 408, "Request Timeout", nil))
+				if initialInvite && p.cfg.Media != nil {
+					p.cfg.Media.End(p.ctx, callID(in.req))
+				}
 			}
 			return nil
 		}
@@ -327,6 +340,7 @@ func (p *Proxy) relay(in *inbound, res *sip.Response) {
 	out.RemoveHeader("Via")
 	out.SetTransport(in.req.Transport())
 	out.SetDestination(in.respDest)
+	p.rewriteResponse(p.ctx, in, out)
 	p.flowTimer(in, out)
 	if err := in.tx.Respond(out); err != nil {
 		if out.IsSuccess() && in.req.IsInvite() {
@@ -401,6 +415,10 @@ func (p *Proxy) forwardAck(in *inbound) error {
 	if err != nil {
 		return err
 	}
+	// An answer in the ACK (the 2xx carried the offer, RFC 3264 §4).
+	if err := p.rewriteRequest(p.ctx, in); err != nil {
+		p.log.Warn("proxy: answer in ACK not relayed", "call_id", callID(in.req), "err", err)
+	}
 	if !routed {
 		ruri := in.req.Recipient
 		if p.isOwn(ruri) || strings.EqualFold(ruri.Host, p.cfg.Domain) {
@@ -430,6 +448,7 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	}
 	out := res.Clone()
 	out.RemoveHeader("Via")
+	p.rewriteResponse(p.ctx, nil, out) // the same answer as the first time
 	next := out.Via()
 	if next == nil {
 		return

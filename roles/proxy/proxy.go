@@ -129,6 +129,8 @@ type Config struct {
 	// registrations: how often, at most, the UA must send keep-alives on
 	// its flow. 0: 120 s on connection-oriented flows, 29 s on UDP.
 	FlowTimer time.Duration
+	// Media anchors calls' media on relays; nil: SDP passes unchanged.
+	Media Media
 	// Presence routes PUBLISH and SUBSCRIBE (event presence) to the
 	// presence agent; nil: they are routed like other requests.
 	Presence Presence

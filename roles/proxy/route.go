@@ -50,6 +50,9 @@ type inbound struct {
 	// cancelled is closed when the UAC cancels an INVITE (the transaction
 	// layer has answered 200 to the CANCEL and 487 to the INVITE).
 	cancelled chan struct{}
+	// sdp is the body to forward instead of the request's: its SDP
+	// rewritten to the call's relay (media.go).
+	sdp []byte
 }
 
 // target is where one branch goes.
@@ -153,8 +156,8 @@ func (p *Proxy) logFailure(in *inbound, err error) {
 	}
 }
 
-func callID(req *sip.Request) string {
-	if c := req.CallID(); c != nil {
+func callID(m sip.Message) string {
+	if c := m.CallID(); c != nil {
 		return c.Value()
 	}
 	return ""

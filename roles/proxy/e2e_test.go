@@ -140,6 +140,7 @@ type phone struct {
 	contactHost, contactPort       string
 	mediaPort                      int
 	answerDelay                    int
+	extra                          []string // more sipp arguments (e.g. -rtp_echo)
 }
 
 func (p phone) start(t testing.TB, node string) *sipp {
@@ -158,6 +159,7 @@ func (p phone) start(t testing.TB, node string) *sipp {
 		"-key", "tag", p.user, "-i", p.ip, "-p", p.port, "-mi", p.ip, "-mp", strconv.Itoa(p.mediaPort), "-t", tr,
 		"-timeout", "620s", node + ":5060"}
 	args = append(args, "-trace_msg", "-trace_err")
+	args = append(args, p.extra...)
 	return startSipp(t, args...)
 }
 
@@ -207,8 +209,8 @@ func startMesh(t testing.TB) (*proctest.Cluster, []string) {
 }
 
 // startMeshOn starts n1-n3 (all roles) and n4 (proxy only) on subnet with
-// the given keys of the sip section.
-func startMeshOn(t testing.TB, subnet, sipKeys string) (*proctest.Cluster, []string) {
+// the given keys of the sip section and extra config sections.
+func startMeshOn(t testing.TB, subnet, sipKeys string, extra ...string) (*proctest.Cluster, []string) {
 	c := proctest.NewCluster(t, domain, subnet)
 	var users strings.Builder
 	users.WriteString("users:\n")
@@ -223,6 +225,9 @@ func startMeshOn(t testing.TB, subnet, sipKeys string) (*proctest.Cluster, []str
 		sipCfg += ", " + sipKeys
 	}
 	sipCfg += "}"
+	for _, e := range extra {
+		sipCfg += "\n" + e
+	}
 	var names, ips []string
 	// n1-n3 have every role; n4 is a proxy-only edge, which hands
 	// REGISTERs to the registrar ring's owner over SIP.

@@ -170,6 +170,9 @@ type Proxy struct {
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
 	stateless *statelessRegister // nil: no local registrar
+	// filter is what each datagram goes through before sipgo reads it:
+	// pike, sipmsg, the stateless REGISTER path.
+	filter sip.TransportReadFilter
 }
 
 // New binds the listeners; Serve starts answering.
@@ -201,6 +204,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	if cfg.RateLimit > 0 {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)
 	}
+	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))
 	if cfg.Registrar != nil {
 		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue))
 	}
@@ -244,7 +248,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(txLog),
-			sip.WithTransportLayerReadFilter(p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))),
+			sip.WithTransportLayerReadFilter(p.streamFilter),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(txLog),
@@ -296,13 +300,21 @@ func (p *Proxy) Serve(ctx context.Context) {
 		}
 	}
 	for _, c := range p.udp {
+		m := newMuxConn(c)
+		for range readers() {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.readUDP(c, m, p.filter)
+			}()
+		}
 		p.wg.Add(1)
-		go func(c net.PacketConn) {
+		go func() {
 			defer p.wg.Done()
-			if err := p.srv.ServeUDP(c); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := p.srv.ServeUDP(m); err != nil && !errors.Is(err, net.ErrClosed) {
 				p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
 			}
-		}(c)
+		}()
 	}
 	for _, l := range p.lns {
 		tr, ln := l.tr, l.ln
@@ -355,6 +367,15 @@ func (p *Proxy) closeListeners() {
 	for _, l := range p.lns {
 		l.ln.Close()
 	}
+}
+
+// streamFilter is sipgo's read filter: UDP datagrams were filtered by the
+// proxy's own readers (udpmux.go), WebSocket messages are filtered here.
+func (p *Proxy) streamFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
+	if strings.EqualFold(props.Transport, "udp") {
+		return data, nil
+	}
+	return p.filter(props, data)
 }
 
 // readFilter drops datagrams of sources over the rate limit before they

@@ -339,4 +339,3 @@ func shortPcap(t testing.TB, n int) string {
 	}
 	return path
 }
-

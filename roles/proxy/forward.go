@@ -190,6 +190,9 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		launch(t)
 	}
 	if len(branches) == 0 {
+		if initialInvite && p.cfg.Media != nil {
+			p.cfg.Media.End(ctx, callID(in.req))
+		}
 		if !fork && sipstatus.Of(lastErr).Code == 430 {
 			return lastErr // we are the edge whose flow is gone
 		}

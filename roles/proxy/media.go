@@ -103,7 +103,13 @@ func (p *Proxy) anchor(ctx context.Context, in *inbound, targets []target) error
 		for _, t := range targets {
 			call.Callee = append(call.Callee, t.ruri.String())
 		}
-		m.Anchor(ctx, call)
+		if m.Anchor(ctx, call) {
+			if err := p.rewriteRequest(ctx, in); err != nil {
+				m.End(ctx, callID) // the INVITE is refused: no call
+				return err
+			}
+			return nil
+		}
 	}
 	return p.rewriteRequest(ctx, in)
 }

@@ -163,7 +163,7 @@ func TestMeshRelay(t *testing.T) {
 	if _, err := os.Stat("/usr/share/sip-tester/g711a.pcap"); err != nil {
 		t.Skip("sipp's g711a.pcap is missing (Debian package sip-tester)")
 	}
-	c, names := startMeshOn(t, "127.0.51.", `users: users.yaml`,
+	c, names := startMeshOn(t, "127.0.53.", `users: users.yaml`,
 		fmt.Sprintf(`relay: {ports: "%d-%d", mode: always, inactivity_timeout: 2}`, relayPortMin, relayPortMax))
 	all := append(names, "n4")
 	nodeIPs := map[string]bool{}
@@ -172,13 +172,13 @@ func TestMeshRelay(t *testing.T) {
 	}
 	edge, entry := c.Node(names[0]), c.Node(names[2])
 
-	uas := phone{user: "uas", ip: "127.0.51.101", port: "5070", ooc: "uas_ooc.xml", mediaPort: 16000, extra: []string{"-rtp_echo"}}.start(t, edge.IP)
-	waitBinding(t, c, entry.Name, "uas@"+domain, "127.0.51.101", 1, uas)
+	uas := phone{user: "uas", ip: "127.0.53.101", port: "5070", ooc: "uas_ooc.xml", mediaPort: 16000, extra: []string{"-rtp_echo"}}.start(t, edge.IP)
+	waitBinding(t, c, entry.Name, "uas@"+domain, "127.0.53.101", 1, uas)
 
 	t.Run("RTP both ways through the relay", func(t *testing.T) {
 		s := startSipp(t, "-sf", scenario("uac_rtp.xml"), "-s", "uas", "-au", "caller", "-ap", "caller-pw",
 			"-key", "caller", "caller", "-key", "domain", domain, "-auth_uri", "uas@"+domain, "-m", "1", "-d", "3000",
-			"-i", "127.0.51.102", "-p", "5080", "-mi", "127.0.51.102", "-mp", "16010", "-t", "u1",
+			"-i", "127.0.53.102", "-p", "5080", "-mi", "127.0.53.102", "-mp", "16010", "-t", "u1",
 			"-timeout", "30s", "-timeout_error", "-recv_timeout", "10000", "-trace_msg", "-trace_err", entry.IP+":5060")
 		id := firstCallID(t, s)
 		var node string
@@ -197,7 +197,7 @@ func TestMeshRelay(t *testing.T) {
 		// The callee echoes what it receives: its packets at the relay are
 		// the caller's, come back. Each party's source was latched.
 		st := sess.Streams[0]
-		if !strings.HasPrefix(st.A.Peer, "127.0.51.102:") || !strings.HasPrefix(st.B.Peer, "127.0.51.101:") {
+		if !strings.HasPrefix(st.A.Peer, "127.0.53.102:") || !strings.HasPrefix(st.B.Peer, "127.0.53.101:") {
 			t.Errorf("latched peers a=%s b=%s", st.A.Peer, st.B.Peer)
 		}
 		if sess.Owner != entry.Name && !(node == entry.Name && sess.Owner == "") {
@@ -213,14 +213,14 @@ func TestMeshRelay(t *testing.T) {
 	})
 
 	t.Run("freed on CANCEL and on a failed call", func(t *testing.T) {
-		ringer := phone{user: "ringer", ip: "127.0.51.103", port: "5071", ooc: "uas_cancelled.xml", mediaPort: 16020}.start(t, edge.IP)
-		busy := phone{user: "fork", ip: "127.0.51.104", port: "5072", ooc: "uas_busy.xml", mediaPort: 16030}.start(t, edge.IP)
-		waitBinding(t, c, entry.Name, "ringer@"+domain, "127.0.51.103", 1, ringer)
-		waitBinding(t, c, entry.Name, "fork@"+domain, "127.0.51.104", 1, busy)
+		ringer := phone{user: "ringer", ip: "127.0.53.103", port: "5071", ooc: "uas_cancelled.xml", mediaPort: 16020}.start(t, edge.IP)
+		busy := phone{user: "fork", ip: "127.0.53.104", port: "5072", ooc: "uas_busy.xml", mediaPort: 16030}.start(t, edge.IP)
+		waitBinding(t, c, entry.Name, "ringer@"+domain, "127.0.53.103", 1, ringer)
+		waitBinding(t, c, entry.Name, "fork@"+domain, "127.0.53.104", 1, busy)
 		for _, cs := range []struct{ callee, sf string }{{"ringer", "uac_cancel.xml"}, {"fork", "uac_busy.xml"}} {
 			s := startSipp(t, "-sf", scenario(cs.sf), "-s", cs.callee, "-au", "caller", "-ap", "caller-pw",
 				"-key", "caller", "caller", "-key", "domain", domain, "-auth_uri", cs.callee+"@"+domain, "-m", "1",
-				"-i", "127.0.51.105", "-p", "5081", "-mi", "127.0.51.105", "-mp", "16040", "-t", "u1",
+				"-i", "127.0.53.105", "-p", "5081", "-mi", "127.0.53.105", "-mp", "16040", "-t", "u1",
 				"-timeout", "30s", "-timeout_error", "-recv_timeout", "10000", "-trace_msg", "-trace_err", entry.IP+":5060")
 			id := firstCallID(t, s)
 			if code := s.wait(30 * time.Second); code != 0 {
@@ -242,7 +242,7 @@ func TestMeshRelay(t *testing.T) {
 		os.WriteFile(sf, []byte(strings.Replace(string(data), "/usr/share/sip-tester/g711a.pcap", short, 1)), 0o644)
 		s := startSipp(t, "-sf", sf, "-s", "uas", "-au", "caller", "-ap", "caller-pw",
 			"-key", "caller", "caller", "-key", "domain", domain, "-auth_uri", "uas@"+domain, "-m", "1", "-d", "9000",
-			"-i", "127.0.51.106", "-p", "5082", "-mi", "127.0.51.106", "-mp", "16050", "-t", "u1",
+			"-i", "127.0.53.106", "-p", "5082", "-mi", "127.0.53.106", "-mp", "16050", "-t", "u1",
 			"-timeout", "30s", "-timeout_error", "-recv_timeout", "15000", "-trace_msg", "-trace_err", entry.IP+":5060")
 		id := firstCallID(t, s)
 		relayFreed(t, c, names, id, "timeout")
@@ -258,7 +258,7 @@ func TestMeshRelay(t *testing.T) {
 	})
 
 	t.Run("1000 calls leave no port allocated", func(t *testing.T) {
-		code, s := call(t, entry.IP, "uas", 1000, "127.0.51.107", 5083, 16060)
+		code, s := call(t, entry.IP, "uas", 1000, "127.0.53.107", 5083, 16060)
 		if code != 0 {
 			t.Fatalf("sipp UAC exit %d\n%s", code, s.report())
 		}
@@ -282,12 +282,12 @@ func TestMeshRelay(t *testing.T) {
 	t.Run("relay SIGKILLed: new calls pick another", func(t *testing.T) {
 		// Everything enters at n4 (proxy only), so any relay can die.
 		n4 := c.Node("n4")
-		ph := phone{user: "edgeuas", ip: "127.0.51.110", port: "5073", ooc: "uas_ooc.xml", mediaPort: 16070, extra: []string{"-rtp_echo"}}.start(t, n4.IP)
-		waitBinding(t, c, "n4", "edgeuas@"+domain, "127.0.51.110", 1, ph)
+		ph := phone{user: "edgeuas", ip: "127.0.53.110", port: "5073", ooc: "uas_ooc.xml", mediaPort: 16070, extra: []string{"-rtp_echo"}}.start(t, n4.IP)
+		waitBinding(t, c, "n4", "edgeuas@"+domain, "127.0.53.110", 1, ph)
 		rtpCall := func(port int) (string, string) {
 			s := startSipp(t, "-sf", scenario("uac_rtp.xml"), "-s", "edgeuas", "-au", "caller", "-ap", "caller-pw",
 				"-key", "caller", "caller", "-key", "domain", domain, "-auth_uri", "edgeuas@"+domain, "-m", "1", "-d", "2000",
-				"-i", "127.0.51.111", "-p", strconv.Itoa(port), "-mi", "127.0.51.111", "-mp", strconv.Itoa(port+10000), "-t", "u1",
+				"-i", "127.0.53.111", "-p", strconv.Itoa(port), "-mi", "127.0.53.111", "-mp", strconv.Itoa(port+10000), "-t", "u1",
 				"-timeout", "30s", "-timeout_error", "-recv_timeout", "10000", "-trace_msg", "-trace_err", n4.IP+":5060")
 			id := firstCallID(t, s)
 			var node string

@@ -182,8 +182,7 @@ func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *inbound {
 			}
 		}
 	}
-	in.respDest = sip.NewResponseFromRequest(req, 100, "Trying", nil).Destination()
-	in.loop = loopHash(req)
+	in.respDest = responseDest(req)
 	if req.IsInvite() && tx != nil {
 		in.cancelled = make(chan struct{})
 		var once sync.Once
@@ -193,6 +192,38 @@ func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *inbound {
 		}
 	}
 	return in
+}
+
+// loopKey is loopHash of the request, computed when first needed (a
+// REGISTER answered here never needs it).
+func (in *inbound) loopKey() string {
+	if in.loop == "" {
+		in.loop = loopHash(in.req)
+	}
+	return in.loop
+}
+
+// responseDest is where responses to req go (RFC 3261 §18.2.2, RFC 3581
+// §4): the topmost Via's received address and rport, else its sent-by. It
+// is what sipgo's Response.Destination gives, without building a response.
+func responseDest(req *sip.Request) string {
+	v := req.Via()
+	if v == nil {
+		return ""
+	}
+	host, port := v.Host, v.Port
+	if port <= 0 {
+		port = int(sip.DefaultPort(req.Transport()))
+	}
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if r, ok := v.Params.Get("rport"); ok && r != "" {
+		if n, err := strconv.Atoi(r); err == nil {
+			port = n
+		}
+	}
+	return host + ":" + strconv.Itoa(port)
 }
 
 // loopHash hashes what identifies a request at this hop (RFC 3261 §16.6
@@ -220,7 +251,7 @@ func loopHash(req *sip.Request) string {
 const branchMagic = "z9hG4bK-sm"
 
 func (p *Proxy) branch(in *inbound) string {
-	return branchMagic + in.loop + "." + sip.GenerateBranchN(12)[len("z9hG4bK."):]
+	return branchMagic + in.loopKey() + "." + sip.GenerateBranchN(12)[len("z9hG4bK."):]
 }
 
 // isOwn reports whether u names this node (a Route or Request-URI).
@@ -243,13 +274,14 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 		}
 		return sipstatus.TooManyHops(ErrTooManyHops)
 	}
-	// §16.3 step 4.
+	// §16.3 step 4. The key covers the Route set as received.
+	key := in.loopKey()
 	for _, h := range req.GetHeaders("Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if !ok || !p.self[v.Host] || !p.ports[v.Port] {
 			continue
 		}
-		if b, _ := v.Params.Get("branch"); strings.HasPrefix(b, branchMagic+in.loop+".") {
+		if b, _ := v.Params.Get("branch"); strings.HasPrefix(b, branchMagic+key+".") {
 			return sipstatus.New(482, "", ErrLoop)
 		}
 	}

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // Default ports (DESIGN.md: contracts).
@@ -98,9 +100,28 @@ type SIPSection struct {
 	FlowTimer int `json:"flow_timer,omitempty"`
 }
 
-// RelaySection is the "relay" key.
+// RelaySection is the "relay" key: the RTP relay role (ports, timeouts,
+// capacity) and, on nodes running SIP, when calls are relayed (mode).
 type RelaySection struct {
 	Ports string `json:"ports,omitempty"`
+	// Mode says which calls entering the mesh at this node get their media
+	// relayed: always (default), nat (only when a party looks to be
+	// behind NAT) or never.
+	Mode string `json:"mode,omitempty"`
+	// Timeout frees a session that received no media from either party
+	// for this long (a Go duration, default 60s); SetupTimeout one that
+	// never received any (default 5m, at least Timeout).
+	Timeout      string `json:"timeout,omitempty"`
+	SetupTimeout string `json:"setup_timeout,omitempty"`
+	// MaxSessions caps the relay's concurrent calls (0: the ports do).
+	MaxSessions int `json:"max_sessions,omitempty"`
+
+	timeout, setupTimeout time.Duration
+}
+
+// Timeouts are relay.timeout and relay.setup_timeout, 0 when not set.
+func (r RelaySection) Timeouts() (inactivity, setup time.Duration) {
+	return r.timeout, r.setupTimeout
 }
 
 // DNSSection is the "dns" key.
@@ -276,6 +297,25 @@ func (c *Config) defaultsAndValidate() error {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {
 			return fmt.Errorf("key \"relay.ports\": %w", err)
 		}
+	}
+	if _, err := relay.ParseMode(c.Relay.Mode); err != nil {
+		return fmt.Errorf("key \"relay.mode\": %q is not one of always, nat, never", c.Relay.Mode)
+	}
+	for key, d := range map[string]struct {
+		s   string
+		out *time.Duration
+	}{"relay.timeout": {c.Relay.Timeout, &c.Relay.timeout}, "relay.setup_timeout": {c.Relay.SetupTimeout, &c.Relay.setupTimeout}} {
+		if d.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.s)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("key %q: %q is not a positive duration such as 60s or 5m", key, d.s)
+		}
+		*d.out = v
+	}
+	if c.Relay.MaxSessions < 0 {
+		return errors.New("key \"relay.max_sessions\": must not be negative")
 	}
 	if c.DNS.Listen != "" {
 		hp, err := c.hostPort(c.DNS.Listen, 53)

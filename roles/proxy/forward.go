@@ -150,6 +150,20 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		default:
 		}
 	}
+	mc, side, err := p.mediaRequest(ctx, in, targets)
+	if err != nil {
+		return err
+	}
+	// The media session of a call lives as long as its INVITE got a 2xx:
+	// a CANCEL, a failure of every branch or Timer C frees it.
+	ok2xx := false
+	if mc != nil && in.req.Method == sip.INVITE && toTag(in.req) == "" {
+		defer func() {
+			if !ok2xx {
+				p.mediaFree(mc, "the INVITE got no 2xx")
+			}
+		}()
+	}
 	rr := dialogForming(in.req)
 	events := make(chan branchEvent, 16)
 	var branches []*branch
@@ -181,6 +195,11 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 	}
 	for _, t := range targets {
 		launch(t)
+	}
+	if mc != nil && in.req.Method == sip.BYE && mc.inDialog(in.req, side) {
+		// Either party ends the call; its media ends now, whatever
+		// becomes of the BYE.
+		p.mediaFree(mc, "BYE")
 	}
 	if len(branches) == 0 {
 		if !fork && sipstatus.Of(lastErr).Code == 430 {
@@ -226,12 +245,14 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 					}
 				}
 				if res.StatusCode > 100 && !answered {
-					p.relay(in, res)
+					p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
 				}
 			case res.StatusCode < 300:
 				b.final = true
 				pending--
-				p.relay(in, res) // every 2xx goes upstream (§16.7 step 5)
+				ok2xx = true
+				// Every 2xx goes upstream (§16.7 step 5).
+				p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
 				if !answered {
 					answered = true
 					cancelAll()
@@ -410,6 +431,7 @@ func (p *Proxy) forwardAck(in *inbound) error {
 			return err
 		}
 	}
+	p.mediaAck(in)
 	out := p.prepare(in, t, false)
 	return p.tp.WriteMsg(out)
 }
@@ -428,7 +450,7 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	if v == nil || !p.self[v.Host] || !p.ports[v.Port] {
 		return
 	}
-	out := res.Clone()
+	out := p.mediaStray(res.Clone())
 	out.RemoveHeader("Via")
 	next := out.Via()
 	if next == nil {

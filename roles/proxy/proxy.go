@@ -132,6 +132,9 @@ type Config struct {
 	// Presence routes PUBLISH and SUBSCRIBE (event presence) to the
 	// presence agent; nil: they are routed like other requests.
 	Presence Presence
+	// Media relays the RTP of the calls whose INVITE enters the mesh here
+	// (see media.go); nil: SDP passes untouched.
+	Media Media
 	// RateLimit is the most messages per second accepted from one source
 	// IP other than a mesh peer (pike); 0 means no limit. RateBurst is the
 	// bucket size (default twice the rate).
@@ -168,6 +171,8 @@ type Proxy struct {
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
 	stateless *statelessRegister // nil: no local registrar
+
+	media mediaCalls // calls whose media this node anchors (Config.Media)
 }
 
 // New binds the listeners; Serve starts answering.
@@ -195,6 +200,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	p = &Proxy{cfg: cfg, log: log, flows: &flowKeys{key: key},
 		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
 	p.cfg.Domain = strings.ToLower(cfg.Domain)
+	p.media.m = map[string]*mediaCall{}
 	p.valid = sipmsg.New(sipmsg.WithLogger(log))
 	if cfg.RateLimit > 0 {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)

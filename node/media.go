@@ -32,6 +32,10 @@ const (
 	relayFailMemory = 10 * time.Second
 	// noRelayLogEvery bounds the warning about a mesh without relays.
 	noRelayLogEvery = time.Minute
+	// lostGrace is how long a call whose relay died is remembered, so that
+	// a re-offer (re-INVITE, UPDATE, a session refresh) moves its media to
+	// another relay; after it, the call is forgotten as if it had ended.
+	lostGrace = time.Hour
 )
 
 // mediaSession is the relay session of one call this node anchors.
@@ -42,6 +46,9 @@ type mediaSession struct {
 	// that a session lost with its relay is allocated again with both.
 	peers     []relay.StreamSpec
 	allocated time.Time
+	// lost is when the session was found gone with its relay (dead, or
+	// restarted without it); zero while it lives.
+	lost time.Time
 }
 
 // relayMedia is the proxy's Media on this node (roles/proxy: the proxy
@@ -59,7 +66,9 @@ type relayMedia struct {
 	// relays lists the relay ring's nodes for a key: owner first, then
 	// other datacenters first, as ring.Replicas orders them.
 	relays func(key string) []ring.Node
-	log    *slog.Logger
+	// ctl, when set, replaces controller's choice (tests).
+	ctl func(node string) relay.Controller
+	log *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*mediaSession // by Call-ID
@@ -122,7 +131,37 @@ func (m *relayMedia) start(ctx context.Context, ended func(callID string)) (stop
 			}
 		})
 	}
+	go m.reapLost(ctx)
 	return func() { unwatch(); cancel() }
+}
+
+// reapLost forgets, every minute, the calls whose relay died more than
+// lostGrace ago and that no re-offer moved since.
+func (m *relayMedia) reapLost(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var gone []string
+			m.mu.Lock()
+			for id, s := range m.sessions {
+				if !s.lost.IsZero() && now.Sub(s.lost) > lostGrace {
+					delete(m.sessions, id)
+					gone = append(gone, id)
+				}
+			}
+			ended := m.ended
+			m.mu.Unlock()
+			for _, id := range gone {
+				if ended != nil {
+					ended(id)
+				}
+			}
+		}
+	}
 }
 
 // Wanted implements proxy.Media: relay.mode decides (relay.NeedsRelay),
@@ -180,7 +219,10 @@ func (m *relayMedia) SDP(ctx context.Context, u proxy.SDPUpdate) ([]byte, error)
 		prev = s.peers
 	}
 	specs, peers := streamSpecs(u.From, media, prev)
-	if s != nil {
+	if s != nil && !s.lost.IsZero() {
+		m.log.Info("media of a call whose relay died moves to another relay", "call_id", u.CallID, "dead_relay", s.relay)
+		specs = peers
+	} else if s != nil {
 		al, err := m.controller(s.relay).Update(ctx, relay.UpdateRequest{CallID: u.CallID, Streams: specs, Relatch: u.Relatch})
 		if err == nil {
 			m.store(u.CallID, &mediaSession{relay: s.relay, al: al, peers: peers, allocated: s.allocated})
@@ -211,13 +253,13 @@ func (m *relayMedia) Free(ctx context.Context, callID string) {
 	s := m.sessions[callID]
 	delete(m.sessions, callID)
 	m.mu.Unlock()
-	if s == nil {
+	if s == nil || !s.lost.IsZero() {
 		return
 	}
 	if _, err := m.controller(s.relay).Free(ctx, callID); err != nil && !errors.Is(err, relay.ErrNotFound) {
-		// A relay that cannot be told frees the session after its
-		// inactivity timeout.
-		m.log.Warn("media session not freed on its relay; it frees it on inactivity", "call_id", callID, "relay", s.relay, "err", err)
+		// A relay that is alive but cannot be told frees the session
+		// after its inactivity timeout; a dead one took it along.
+		m.log.Warn("media session not freed: its relay did not answer (a live relay frees it on inactivity)", "call_id", callID, "relay", s.relay, "err", err)
 	}
 }
 
@@ -228,6 +270,9 @@ func (m *relayMedia) store(callID string, s *mediaSession) {
 }
 
 func (m *relayMedia) controller(node string) relay.Controller {
+	if m.ctl != nil {
+		return m.ctl(node)
+	}
 	if node == m.self && m.local != nil {
 		return m.local
 	}
@@ -366,8 +411,8 @@ func rewrite(body []byte, al relay.Allocation, from proxy.Side) ([]byte, error) 
 
 // watch follows the sessions that relay node ends on its own (its
 // inactivity timeout) over the RPC, from the first call this node puts
-// there until the node leaves the relay ring, when its calls are
-// forgotten: their media went with it.
+// there until the node leaves the relay ring, when its calls are marked
+// lost: their media went with it.
 func (m *relayMedia) watch(node string) {
 	if node == m.self && m.local != nil {
 		return // start watches the local relay
@@ -422,9 +467,9 @@ func (m *relayMedia) onRing(node string) bool {
 	return false
 }
 
-// reconcile forgets the calls on a relay that no longer has their
-// sessions (freed while the watch stream was down, or the relay
-// restarted), among those allocated before since.
+// reconcile marks lost the calls on a relay that no longer has their
+// sessions (it restarted, or timed them out while the watch stream was
+// down), among those allocated before since.
 func (m *relayMedia) reconcile(ctx context.Context, remote *relay.Remote, since time.Time) {
 	lctx, cancel := context.WithTimeout(ctx, relayAttemptTimeout)
 	defer cancel()
@@ -436,45 +481,35 @@ func (m *relayMedia) reconcile(ctx context.Context, remote *relay.Remote, since 
 	for _, si := range live {
 		has[si.CallID] = true
 	}
-	var gone []string
-	m.mu.Lock()
-	for id, s := range m.sessions {
-		if s.relay == remote.Node() && !has[id] && s.allocated.Before(since) {
-			delete(m.sessions, id)
-			gone = append(gone, id)
-		}
-	}
-	ended := m.ended
-	m.mu.Unlock()
-	for _, id := range gone {
-		m.log.Info("media session no longer on its relay; call forgotten", "call_id", id, "relay", remote.Node())
-		if ended != nil {
-			ended(id)
-		}
+	n := m.markLost(remote.Node(), func(id string, s *mediaSession) bool { return !has[id] && s.allocated.Before(since) })
+	if n > 0 {
+		m.log.Warn("relay no longer has the sessions of calls (it restarted?): their media is lost until a re-offer", "relay", remote.Node(), "calls", n)
 	}
 }
 
-// relayGone forgets every call on a relay that left the ring (dead or
-// gone): their media is lost; their signalling goes on.
+// relayGone marks lost every call on a relay that left the ring (dead or
+// gone): their media is lost; their signalling goes on, and a re-offer
+// moves their media to another relay (SDP).
 func (m *relayMedia) relayGone(node string) {
-	var gone []string
+	if n := m.markLost(node, func(string, *mediaSession) bool { return true }); n > 0 {
+		m.log.Warn("relay left the mesh: the media of its calls is lost until a re-offer moves it", "relay", node, "calls", n)
+	}
+}
+
+func (m *relayMedia) markLost(node string, which func(string, *mediaSession) bool) int {
+	now := time.Now()
+	n := 0
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for id, s := range m.sessions {
-		if s.relay == node {
-			delete(m.sessions, id)
-			gone = append(gone, id)
+		if s.relay == node && s.lost.IsZero() && which(id, s) {
+			c := *s
+			c.lost = now
+			m.sessions[id] = &c
+			n++
 		}
 	}
-	ended := m.ended
-	m.mu.Unlock()
-	if len(gone) > 0 {
-		m.log.Warn("relay left the mesh: the media of its calls is lost; they are forgotten", "relay", node, "calls", len(gone))
-	}
-	for _, id := range gone {
-		if ended != nil {
-			ended(id)
-		}
-	}
+	return n
 }
 
 // endedBy forgets a call whose session relay node freed on its own.

@@ -73,6 +73,7 @@ type ua struct {
 	t    *testing.T
 	conn net.PacketConn
 	buf  []byte
+	tag  string // the To tag it answers with
 }
 
 func newUA(t *testing.T, ip string) *ua {
@@ -82,7 +83,7 @@ func newUA(t *testing.T, ip string) *ua {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &ua{t: t, conn: c, buf: make([]byte, 65535)}
+	return &ua{t: t, conn: c, buf: make([]byte, 65535), tag: "b1"}
 }
 
 func (u *ua) addr() string { return u.conn.LocalAddr().String() }
@@ -130,7 +131,7 @@ func isResponse(code int) func(sip.Message) bool {
 func (u *ua) answer(req *sip.Request, code int, body string) *sip.Response {
 	res := sip.NewResponseFromRequest(req, code, sipstatus.ReasonPhrase(code), nil)
 	if res.To() != nil && toTag(req) == "" {
-		res.To().Params.Add("tag", "b1") // sipgo made up one
+		res.To().Params.Add("tag", u.tag) // sipgo made up one
 	}
 	res.AppendHeader(sip.NewHeader("Contact", "<sip:bob@"+u.addr()+">"))
 	if body != "" {
@@ -282,7 +283,19 @@ func TestMediaOfferAnswer(t *testing.T) {
 		t.Errorf("answer to the re-offer at the callee: %q", got)
 	}
 
-	r.caller.send(r.addr, inDialog("BYE", res, 2, ""))
+	// The caller moves with an UPDATE (RFC 3311): relatched too.
+	r.caller.send(r.addr, inDialog("UPDATE", res, 3, sdpOf("192.0.2.7", 4100)))
+	m, _ = r.callee.recv("UPDATE", isRequest(sip.UPDATE))
+	update := m.(*sip.Request)
+	if got := string(update.Body()); got != relayedBody(SideB) {
+		t.Errorf("offer in the UPDATE at the callee: %q", got)
+	}
+	r.callee.sendMsg(via, r.callee.answer(update, 200, sdpOf("198.51.100.2", 5002)))
+	if m, _ = r.caller.recv("200 to the UPDATE", isResponse(200)); string(m.Body()) != relayedBody(SideA) {
+		t.Errorf("answer to the UPDATE at the caller: %q", m.Body())
+	}
+
+	r.caller.send(r.addr, inDialog("BYE", res, 4, ""))
 	bye, _ := r.callee.recv("BYE", isRequest(sip.BYE))
 	r.callee.sendMsg(via, r.callee.answer(bye.(*sip.Request), 200, ""))
 	r.caller.recv("200 to the BYE", isResponse(200))
@@ -294,6 +307,8 @@ func TestMediaOfferAnswer(t *testing.T) {
 		{From: SideB},                // 200, the branch of the early media: no relatch
 		{From: SideB, Relatch: true}, // re-INVITE
 		{From: SideA},                // its answer
+		{From: SideA, Relatch: true}, // UPDATE
+		{From: SideB},                // its answer
 	}
 	if len(updates) != len(want) {
 		t.Fatalf("SDP updates: %+v, want %d", updates, len(want))
@@ -449,4 +464,71 @@ func freedOnce(t *testing.T, r *mediaRig, id string) {
 		}
 		return nil
 	})
+}
+
+// Forking (RFC 3261 §16.7): early media from one branch, the 2xx from the
+// other relatches; a 2xx of the losing branch too is rewritten without
+// touching the relay, and the BYE of that dialog frees nothing.
+func TestMediaFork(t *testing.T) {
+	one, two := newUA(t, "127.0.52.25"), newUA(t, "127.0.52.26")
+	two.tag = "b2"
+	m := &fakeMedia{wanted: true}
+	p, err := New(Config{
+		Domain:  "example.test",
+		Listen:  []Listen{{Transport: "udp", Addr: "127.0.52.5:0"}},
+		Locator: fakeLocator{"bob@example.test": {{URI: "sip:bob@" + one.addr()}, {URI: "sip:bob@" + two.addr()}}},
+		Mesh:    fakeMesh{},
+		Media:   m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.Serve(ctx)
+	t.Cleanup(func() { cancel(); p.Close() })
+	addr := p.Addrs()["udp"]
+	caller := newUA(t, "127.0.52.45")
+	id := "fork-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+
+	caller.send(addr, invite(id, sdpOf("192.0.2.1", 4000)))
+	m1, via1 := one.recv("INVITE at branch 1", isRequest(sip.INVITE))
+	m2, via2 := two.recv("INVITE at branch 2", isRequest(sip.INVITE))
+	inv1, inv2 := m1.(*sip.Request), m2.(*sip.Request)
+	one.sendMsg(via1, one.answer(inv1, 183, sdpOf("198.51.100.1", 5000)))
+	caller.recv("183", isResponse(183))
+	two.sendMsg(via2, two.answer(inv2, 200, sdpOf("198.51.100.2", 5002)))
+	res, _ := caller.recv("200 of branch 2", isResponse(200))
+	// Branch 1 answers too, as the proxy's CANCEL crosses its 200.
+	c, _ := one.recv("CANCEL at branch 1", isRequest(sip.CANCEL))
+	one.sendMsg(via1, one.answer(c.(*sip.Request), 200, ""))
+	one.sendMsg(via1, one.answer(inv1, 200, sdpOf("198.51.100.1", 5000)))
+	lost, _ := caller.recv("200 of branch 1", isResponse(200))
+	if string(lost.Body()) != relayedBody(SideA) || toTag(lost) != "b1" {
+		t.Errorf("2xx of the losing branch at the caller: tag %q, %q", toTag(lost), lost.Body())
+	}
+	caller.send(addr, inDialog("BYE", lost.(*sip.Response), 2, ""))
+	bye, _ := one.recv("BYE of the losing dialog", isRequest(sip.BYE))
+	one.sendMsg(via1, one.answer(bye.(*sip.Request), 200, ""))
+	caller.recv("200 to that BYE", isResponse(200))
+	if _, freed := m.snapshot(); len(freed) != 0 {
+		t.Errorf("the BYE of the losing dialog freed %v", freed)
+	}
+	caller.send(addr, inDialog("BYE", res.(*sip.Response), 3, ""))
+	bye, _ = two.recv("BYE", isRequest(sip.BYE))
+	two.sendMsg(via2, two.answer(bye.(*sip.Request), 200, ""))
+	caller.recv("200 to the BYE", isResponse(200))
+
+	updates, freed := m.snapshot()
+	want := []SDPUpdate{{From: SideA}, {From: SideB}, {From: SideB, Relatch: true}, {From: SideB, RewriteOnly: true}}
+	if len(updates) != len(want) {
+		t.Fatalf("SDP updates %+v, want %d", updates, len(want))
+	}
+	for i, w := range want {
+		if u := updates[i]; u.From != w.From || u.Relatch != w.Relatch || u.RewriteOnly != w.RewriteOnly {
+			t.Errorf("update %d: %+v, want %+v", i, u, w)
+		}
+	}
+	if len(freed) != 1 || freed[0] != id {
+		t.Errorf("freed %v, want [%s]", freed, id)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -99,16 +100,28 @@ type SIPSection struct {
 	FlowTimer int `json:"flow_timer,omitempty"`
 }
 
-// RelaySection is the "relay" key.
+// RelaySection is the "relay" key: the RTP relay role (ports, timeouts,
+// capacity) and, on nodes running SIP, when calls are relayed (mode).
 type RelaySection struct {
 	Ports string `json:"ports,omitempty"`
-	// Mode is when the proxy relays a call's media: always (default),
-	// nat or never (roles/relay.Mode).
+	// Mode says which calls entering the mesh at this node get their media
+	// relayed: always (default), nat (only when a party looks to be
+	// behind NAT) or never.
 	Mode string `json:"mode,omitempty"`
-	// InactivityTimeout and SetupTimeout (seconds) free a relay session
-	// without media (roles/relay.Config); 0: 60 and 300.
-	InactivityTimeout int `json:"inactivity_timeout,omitempty"`
-	SetupTimeout      int `json:"setup_timeout,omitempty"`
+	// Timeout frees a session that received no media from either party
+	// for this long (a Go duration, default 60s); SetupTimeout one that
+	// never received any (default 5m, at least Timeout).
+	Timeout      string `json:"timeout,omitempty"`
+	SetupTimeout string `json:"setup_timeout,omitempty"`
+	// MaxSessions caps the relay's concurrent calls (0: the ports do).
+	MaxSessions int `json:"max_sessions,omitempty"`
+
+	timeout, setupTimeout time.Duration
+}
+
+// Timeouts are relay.timeout and relay.setup_timeout, 0 when not set.
+func (r RelaySection) Timeouts() (inactivity, setup time.Duration) {
+	return r.timeout, r.setupTimeout
 }
 
 // DNSSection is the "dns" key.
@@ -286,10 +299,23 @@ func (c *Config) defaultsAndValidate() error {
 		}
 	}
 	if _, err := relay.ParseMode(c.Relay.Mode); err != nil {
-		return fmt.Errorf("key \"relay.mode\": %q: want always, nat or never", c.Relay.Mode)
+		return fmt.Errorf("key \"relay.mode\": %q is not one of always, nat, never", c.Relay.Mode)
 	}
-	if c.Relay.InactivityTimeout < 0 || c.Relay.SetupTimeout < 0 {
-		return fmt.Errorf("keys \"relay.inactivity_timeout\", \"relay.setup_timeout\": seconds, not negative")
+	for key, d := range map[string]struct {
+		s   string
+		out *time.Duration
+	}{"relay.timeout": {c.Relay.Timeout, &c.Relay.timeout}, "relay.setup_timeout": {c.Relay.SetupTimeout, &c.Relay.setupTimeout}} {
+		if d.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.s)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("key %q: %q is not a positive duration such as 60s or 5m", key, d.s)
+		}
+		*d.out = v
+	}
+	if c.Relay.MaxSessions < 0 {
+		return errors.New("key \"relay.max_sessions\": must not be negative")
 	}
 	if c.DNS.Listen != "" {
 		hp, err := c.hostPort(c.DNS.Listen, 53)

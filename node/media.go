@@ -6,287 +6,525 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/overlay/ring"
 	"github.com/sipmesh/sipmesh/roles/proxy"
 	"github.com/sipmesh/sipmesh/roles/relay"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
-// mediaAnchor is the node's proxy.Media: it picks a call's relay on the
-// relay ring by Call-ID, this node's datacenter first, and drives it over
-// the overlay RPC (or directly when the relay is this node).
-type mediaAnchor struct {
-	n    *Node
-	mode relay.Mode
-	log  *slog.Logger
+// Bounds of the media control path.
+const (
+	// relayAttemptTimeout bounds one Allocate on one relay; then the next
+	// relay of the ring is tried (within the proxy's own bound).
+	relayAttemptTimeout = 2 * time.Second
+	// relayFailMemory is how long a relay that failed is tried last, so
+	// that calls do not each wait for a relay that just died while the
+	// mesh has not yet declared it dead.
+	relayFailMemory = 10 * time.Second
+	// noRelayLogEvery bounds the warning about a mesh without relays.
+	noRelayLogEvery = time.Minute
+	// lostGrace is how long a call whose relay died is remembered, so that
+	// a re-offer (re-INVITE, UPDATE, a session refresh) moves its media to
+	// another relay; after it, the call is forgotten as if it had ended.
+	lostGrace = time.Hour
+)
 
-	mu    sync.Mutex
-	calls map[string]*anchoredCall
+// mediaSession is the relay session of one call this node anchors.
+type mediaSession struct {
+	relay string // node name
+	al    relay.Allocation
+	// peers are the last addresses each party advertised, per stream, so
+	// that a session lost with its relay is allocated again with both.
+	peers     []relay.StreamSpec
+	allocated time.Time
+	// lost is when the session was found gone with its relay (dead, or
+	// restarted without it); zero while it lives.
+	lost time.Time
 }
 
-var _ proxy.Media = (*mediaAnchor)(nil)
+// relayMedia is the proxy's Media on this node (roles/proxy: the proxy
+// must not import the relay role nor the overlay): it picks the relay of a
+// call on the relay ring by Call-ID, this node's datacenter first, drives
+// it through a relay.Controller (the local *relay.Relay, or a
+// relay.Remote over the overlay RPC), rewrites SDP with relay.RewriteSDP,
+// and tells the proxy when a relay ended a session on its own.
+type relayMedia struct {
+	mode  relay.Mode
+	self  string // this node's name
+	dc    string // this node's datacenter
+	local *relay.Relay
+	conns relay.Conns
+	// relays lists the relay ring's nodes for a key: owner first, then
+	// other datacenters first, as ring.Replicas orders them.
+	relays func(key string) []ring.Node
+	// ctl, when set, replaces controller's choice (tests).
+	ctl func(node string) relay.Controller
+	log *slog.Logger
 
-type anchoredCall struct {
-	callerTag string
-	relayNode string
-	ctrl      relay.Controller
-	allocated bool
-	since     time.Time
+	mu       sync.Mutex
+	sessions map[string]*mediaSession // by Call-ID
+	failed   map[string]time.Time     // relay node -> last failure
+	watching map[string]bool          // relay nodes whose timeouts are watched
+	ended    func(callID string)      // proxy.MediaEnded
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	lastNoRelayLog atomic.Int64
+	failovers      prometheus.Counter
 }
 
-// mediaSweep is how often the anchor forgets calls whose relay session the
-// relay freed on its own (inactivity) or whose relay left the mesh.
-const mediaSweep = 10 * time.Second
+var _ proxy.Media = (*relayMedia)(nil)
 
-// rpcTimeout bounds one relay call of the anchor.
-const rpcTimeout = 3 * time.Second
-
-func (n *Node) newMediaAnchor(log *slog.Logger) (*mediaAnchor, error) {
+// newMedia builds the proxy's Media from relay.mode; nil for mode never.
+func (n *Node) newMedia(log *slog.Logger) (*relayMedia, error) {
 	mode, err := relay.ParseMode(n.cfg.Relay.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("node: key \"relay.mode\": %w", err)
 	}
-	return &mediaAnchor{n: n, mode: mode, log: log, calls: map[string]*anchoredCall{}}, nil
+	if mode == relay.ModeNever {
+		return nil, nil
+	}
+	m := &relayMedia{
+		mode:  mode,
+		self:  n.Name(),
+		dc:    n.mat.Self.Datacenter,
+		local: n.relay,
+		conns: n.rpcClient,
+		relays: func(key string) []ring.Node {
+			r := n.ov.Ring(certs.RoleRelay)
+			return r.Replicas(key, r.Len())
+		},
+		log:      log,
+		sessions: map[string]*mediaSession{},
+		failed:   map[string]time.Time{},
+		watching: map[string]bool{},
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "sipmesh_media_relay_failovers_total",
+			Help: "Relays that failed or refused a call's media session, after which the next relay on the ring was tried."}),
+	}
+	n.reg.MustRegister(m.failovers, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sipmesh_media_sessions",
+		Help: "Calls whose media this node anchors on a relay (the relay may be another node)."},
+		func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(len(m.sessions)) }))
+	return m, nil
 }
 
-// candidates are the relay nodes for callID in order of preference: the
-// relay ring's order for the key (owner first), this datacenter's first.
-func (a *mediaAnchor) candidates(callID string) []string {
-	rg := a.n.ov.Ring(certs.RoleRelay)
-	all := rg.Replicas(callID, rg.Len())
-	dc := a.n.ov.Self().Datacenter
-	var mine, others []string
-	for _, nd := range all {
-		if nd.Datacenter == dc {
-			mine = append(mine, nd.Name)
-		} else {
-			others = append(others, nd.Name)
-		}
+// start begins watching for sessions that relays end on their own; ended
+// is told their Call-IDs. stop with the returned func.
+func (m *relayMedia) start(ctx context.Context, ended func(callID string)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	m.mu.Lock()
+	m.ctx, m.cancel, m.ended = ctx, cancel, ended
+	m.mu.Unlock()
+	unwatch := func() {}
+	if m.local != nil {
+		unwatch = m.local.Watch(func(si relay.SessionInfo) {
+			if si.Owner == "" { // allocated by this node, not over the RPC
+				m.endedBy(m.self, si)
+			}
+		})
 	}
-	return append(mine, others...)
+	go m.reapLost(ctx)
+	return func() { unwatch(); cancel() }
 }
 
-func (a *mediaAnchor) controller(node string) relay.Controller {
-	if node == a.n.Name() && a.n.relay != nil {
-		return a.n.relay
-	}
-	return relay.NewRemote(a.n.rpcClient, node)
-}
-
-// Anchor implements proxy.Media.
-func (a *mediaAnchor) Anchor(_ context.Context, call proxy.MediaCall) bool {
-	if a.mode == relay.ModeNever {
-		return false
-	}
-	cands := a.candidates(call.CallID)
-	if len(cands) == 0 {
-		a.log.Debug("media: no relay in the mesh: not relayed", "call_id", call.CallID)
-		return false
-	}
-	if a.mode == relay.ModeNAT && !relay.NeedsRelay(a.mode, a.parties(call)...) {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.calls[call.CallID]; !ok {
-		a.calls[call.CallID] = &anchoredCall{callerTag: call.CallerTag, relayNode: cands[0], ctrl: a.controller(cands[0]), since: time.Now()}
-	}
-	return true
-}
-
-// parties describes the caller and the callee's contacts for the NAT
-// rule. Of a callee only its Contact is known here: a private address in
-// it says it is behind NAT (phones put their own address there).
-func (a *mediaAnchor) parties(call proxy.MediaCall) []relay.Party {
-	caller := relay.Party{Datagram: call.Datagram}
-	caller.Source, _ = netip.ParseAddrPort(call.Source)
-	if ap, err := netip.ParseAddrPort(call.Contact); err == nil {
-		caller.Contact = ap
-	} else if ip, err := netip.ParseAddr(call.Contact); err == nil {
-		caller.Contact = netip.AddrPortFrom(ip, 0)
-	}
-	if ms, err := relay.ParseSDP(call.SDP); err == nil {
-		for _, m := range ms {
-			caller.Media = append(caller.Media, m.RTP.Addr())
-		}
-	}
-	parties := []relay.Party{caller}
-	for _, c := range call.Callee {
-		var u sip.Uri
-		if sip.ParseUri(c, &u) != nil {
-			continue
-		}
-		if ip, err := netip.ParseAddr(u.Host); err == nil {
-			parties = append(parties, relay.Party{Media: []netip.Addr{ip}})
-		}
-	}
-	return parties
-}
-
-// SDP implements proxy.Media.
-func (a *mediaAnchor) SDP(ctx context.Context, callID, senderTag string, body []byte, relatch bool) ([]byte, bool, error) {
-	a.mu.Lock()
-	c, ok := a.calls[callID]
-	a.mu.Unlock()
-	if !ok {
-		return body, false, nil
-	}
-	media, err := relay.ParseSDP(body)
-	if err != nil {
-		return nil, true, sipstatus.New(488, "", fmt.Errorf("media: %w", err))
-	}
-	fromCaller := senderTag == c.callerTag
-	specs := make([]relay.StreamSpec, len(media))
-	for i, m := range media {
-		if fromCaller {
-			specs[i] = relay.StreamSpec{A: m.Peer(), B: relay.Peer{Family: m.Family}}
-		} else {
-			specs[i] = relay.StreamSpec{A: relay.Peer{Family: m.Family}, B: m.Peer()}
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-	defer cancel()
-	al, err := a.allocate(ctx, callID, c, specs, relatch)
-	if err != nil {
-		return nil, true, err
-	}
-	eps := al.ForA()
-	if fromCaller {
-		eps = al.ForB()
-	}
-	out, err := relay.RewriteSDP(body, eps)
-	if err != nil {
-		return nil, true, sipstatus.New(488, "", fmt.Errorf("media: %w", err))
-	}
-	return out, true, nil
-}
-
-// allocate creates the call's session on its first SDP and updates it
-// after. A relay that fails (SIGKILLed, or its session gone) is replaced
-// by the next candidate with a fresh session: the party whose SDP this is
-// is relayed at once, the other once its next SDP passes (the answer to a
-// re-INVITE).
-func (a *mediaAnchor) allocate(ctx context.Context, callID string, c *anchoredCall, specs []relay.StreamSpec, relatch bool) (relay.Allocation, error) {
-	a.mu.Lock()
-	ctrl, node, allocated := c.ctrl, c.relayNode, c.allocated
-	a.mu.Unlock()
-	var err error
-	if allocated {
-		var al relay.Allocation
-		al, err = ctrl.Update(ctx, relay.UpdateRequest{CallID: callID, Streams: specs, Relatch: relatch})
-		if err == nil || relay.SIPStatus(err) != 500 && !errors.Is(err, relay.ErrNotFound) {
-			return al, relayError(err)
-		}
-		a.log.Warn("media: relay lost, moving the call to another", "call_id", callID, "relay", node, "err", err)
-	}
-	for _, cand := range a.candidates(callID) {
-		if allocated && cand == node {
-			continue
-		}
-		ctrl := a.controller(cand)
-		al, e := ctrl.Allocate(ctx, relay.AllocateRequest{CallID: callID, Streams: specs})
-		if e == nil {
-			a.mu.Lock()
-			c.ctrl, c.relayNode, c.allocated = ctrl, cand, true
-			a.mu.Unlock()
-			return al, nil
-		}
-		err = e
-		if relay.SIPStatus(e) == 488 {
-			break // the SDP, not the relay
-		}
-		a.log.Warn("media: relay refused the call", "call_id", callID, "relay", cand, "err", e)
-	}
-	if err == nil {
-		err = relay.ErrClosed // no relay left
-	}
-	return relay.Allocation{}, relayError(err)
-}
-
-// relayError maps a relay's refusal to the SIP response (503, 488).
-func relayError(err error) error {
-	if err == nil {
-		return nil
-	}
-	code := relay.SIPStatus(err)
-	if code == 503 {
-		return sipstatus.ServiceUnavailable(5*time.Second, fmt.Errorf("media: %w", err))
-	}
-	return sipstatus.New(code, "", fmt.Errorf("media: %w", err))
-}
-
-// End implements proxy.Media.
-func (a *mediaAnchor) End(ctx context.Context, callID string) {
-	a.mu.Lock()
-	c, ok := a.calls[callID]
-	delete(a.calls, callID)
-	a.mu.Unlock()
-	if !ok || !c.allocated {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rpcTimeout)
-	defer cancel()
-	if _, err := c.ctrl.Free(ctx, callID); err != nil && !errors.Is(err, relay.ErrNotFound) {
-		a.log.Warn("media: relay session not freed", "call_id", callID, "relay", c.relayNode, "err", err)
-	}
-}
-
-// run forgets, every mediaSweep, the calls whose relay session ended
-// without the call (the relay's inactivity or setup timeout) or whose
-// relay is no longer a member: one Sessions call per relay in use.
-func (a *mediaAnchor) run(ctx context.Context) {
-	t := time.NewTicker(mediaSweep)
+// reapLost forgets, every minute, the calls whose relay died more than
+// lostGrace ago and that no re-offer moved since.
+func (m *relayMedia) reapLost(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		a.sweep(ctx)
-	}
-}
-
-func (a *mediaAnchor) sweep(ctx context.Context) {
-	byRelay := map[string][]string{}
-	ctrls := map[string]relay.Controller{}
-	old := time.Now().Add(-mediaSweep)
-	a.mu.Lock()
-	for id, c := range a.calls {
-		if c.allocated && c.since.Before(old) {
-			byRelay[c.relayNode] = append(byRelay[c.relayNode], id)
-			ctrls[c.relayNode] = c.ctrl
-		}
-	}
-	a.mu.Unlock()
-	rg := a.n.ov.Ring(certs.RoleRelay)
-	for node, ids := range byRelay {
-		live := map[string]bool{}
-		if rg.Has(node) {
-			sctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-			ss, err := ctrls[node].Sessions(sctx)
-			cancel()
-			if err != nil {
-				continue // try again next time
+		case now := <-t.C:
+			var gone []string
+			m.mu.Lock()
+			for id, s := range m.sessions {
+				if !s.lost.IsZero() && now.Sub(s.lost) > lostGrace {
+					delete(m.sessions, id)
+					gone = append(gone, id)
+				}
 			}
-			for _, s := range ss {
-				if s.Freed == "" {
-					live[s.CallID] = true
+			ended := m.ended
+			m.mu.Unlock()
+			for _, id := range gone {
+				if ended != nil {
+					ended(id)
 				}
 			}
 		}
-		a.mu.Lock()
-		for _, id := range ids {
-			if c, ok := a.calls[id]; ok && c.relayNode == node && !live[id] {
-				delete(a.calls, id)
-				a.log.Info("media: relay session ended without the call (inactivity, or the relay left)", "call_id", id, "relay", node)
+	}
+}
+
+// Wanted implements proxy.Media: relay.mode decides (relay.NeedsRelay),
+// provided the mesh has a relay and the caller's media can be relayed.
+func (m *relayMedia) Wanted(caller proxy.Party, callees []proxy.Party) bool {
+	if len(m.relays("")) == 0 {
+		if now := time.Now().UnixNano(); now-m.lastNoRelayLog.Load() > int64(noRelayLogEvery) {
+			m.lastNoRelayLog.Store(now)
+			m.log.Warn("no node of the mesh has the relay role: calls are not relayed (relay.mode " + string(m.mode) + ")")
+		}
+		return false
+	}
+	if caller.SDP != nil {
+		if media, err := relay.ParseSDP(caller.SDP); err == nil && !relay.Relayable(media) {
+			return false // WebRTC: ICE and DTLS end to end (relay.Relayable)
+		}
+	}
+	parties := make([]relay.Party, 0, 1+len(callees))
+	for _, p := range append([]proxy.Party{caller}, callees...) {
+		rp := relay.Party{Source: p.Source, Contact: p.Contact, Datagram: p.Datagram}
+		if p.SDP != nil {
+			media, _ := relay.ParseSDP(p.SDP)
+			for _, md := range media {
+				rp.Media = append(rp.Media, md.RTP.Addr())
 			}
 		}
-		a.mu.Unlock()
+		parties = append(parties, rp)
+	}
+	return relay.NeedsRelay(m.mode, parties...)
+}
+
+// SDP implements proxy.Media.
+func (m *relayMedia) SDP(ctx context.Context, u proxy.SDPUpdate) ([]byte, error) {
+	media, err := relay.ParseSDP(u.Body)
+	if err != nil {
+		return nil, sipError(fmt.Errorf("node: media: %w", err))
+	}
+	if len(media) == 0 {
+		return u.Body, nil // no stream: nothing to relay
+	}
+	m.mu.Lock()
+	s := m.sessions[u.CallID]
+	m.mu.Unlock()
+	if s == nil && !relay.Relayable(media) {
+		return u.Body, nil // a late WebRTC offer: not relayed either
+	}
+	if u.RewriteOnly {
+		if s == nil {
+			return u.Body, nil
+		}
+		return rewrite(u.Body, s.al, u.From)
+	}
+	var prev []relay.StreamSpec
+	if s != nil {
+		prev = s.peers
+	}
+	specs, peers := streamSpecs(u.From, media, prev)
+	if s != nil && !s.lost.IsZero() {
+		m.log.Info("media of a call whose relay died moves to another relay", "call_id", u.CallID, "dead_relay", s.relay)
+		specs = peers
+	} else if s != nil {
+		al, err := m.controller(s.relay).Update(ctx, relay.UpdateRequest{CallID: u.CallID, Streams: specs, Relatch: u.Relatch})
+		if err == nil {
+			m.store(u.CallID, &mediaSession{relay: s.relay, al: al, peers: peers, allocated: s.allocated})
+			return rewrite(u.Body, al, u.From)
+		}
+		if !sessionLost(err) {
+			return nil, sipError(fmt.Errorf("node: media: %w", err))
+		}
+		// The relay timed the session out, restarted or died: a new
+		// session, with both parties' last addresses. The party that
+		// does not get this body keeps sending to the old relay until
+		// its next offer or answer (a re-INVITE restores the media).
+		m.log.Warn("media session lost with its relay; allocating another", "call_id", u.CallID, "relay", s.relay, "err", err)
+		specs = peers
+	}
+	al, node, err := m.allocate(ctx, u.CallID, specs)
+	if err != nil {
+		return nil, sipError(err)
+	}
+	m.store(u.CallID, &mediaSession{relay: node, al: al, peers: peers, allocated: time.Now()})
+	m.watch(node)
+	return rewrite(u.Body, al, u.From)
+}
+
+// Free implements proxy.Media.
+func (m *relayMedia) Free(ctx context.Context, callID string) {
+	m.mu.Lock()
+	s := m.sessions[callID]
+	delete(m.sessions, callID)
+	m.mu.Unlock()
+	if s == nil || !s.lost.IsZero() {
+		return
+	}
+	if _, err := m.controller(s.relay).Free(ctx, callID); err != nil && !errors.Is(err, relay.ErrNotFound) {
+		// A relay that is alive but cannot be told frees the session
+		// after its inactivity timeout; a dead one took it along.
+		m.log.Warn("media session not freed: its relay did not answer (a live relay frees it on inactivity)", "call_id", callID, "relay", s.relay, "err", err)
+	}
+}
+
+func (m *relayMedia) store(callID string, s *mediaSession) {
+	m.mu.Lock()
+	m.sessions[callID] = s
+	m.mu.Unlock()
+}
+
+func (m *relayMedia) controller(node string) relay.Controller {
+	if m.ctl != nil {
+		return m.ctl(node)
+	}
+	if node == m.self && m.local != nil {
+		return m.local
+	}
+	return relay.NewRemote(m.conns, node)
+}
+
+// allocate asks the relays of the ring for a session, in relayOrder, until
+// one takes it. An offer no relay can take (488) is not tried further.
+func (m *relayMedia) allocate(ctx context.Context, callID string, specs []relay.StreamSpec) (relay.Allocation, string, error) {
+	m.mu.Lock()
+	order := relayOrder(m.relays(callID), m.dc, m.failed, time.Now())
+	m.mu.Unlock()
+	if len(order) == 0 {
+		return relay.Allocation{}, "", fmt.Errorf("node: media: %w: no node of the mesh has the relay role", relay.ErrNoRelay)
+	}
+	var errs []error
+	for i, node := range order {
+		actx, cancel := context.WithTimeout(ctx, relayAttemptTimeout)
+		al, err := m.controller(node).Allocate(actx, relay.AllocateRequest{CallID: callID, Streams: specs})
+		cancel()
+		if err == nil {
+			m.mu.Lock()
+			delete(m.failed, node)
+			m.mu.Unlock()
+			return al, node, nil
+		}
+		if errors.Is(err, relay.ErrUnsupported) || errors.Is(err, relay.ErrInvalid) {
+			return relay.Allocation{}, "", fmt.Errorf("node: media: %w", err)
+		}
+		m.mu.Lock()
+		m.failed[node] = time.Now()
+		m.mu.Unlock()
+		m.failovers.Inc()
+		errs = append(errs, err)
+		m.log.Warn("relay did not take a call's media; trying the next relay of the ring", "call_id", callID, "relay", node,
+			"left", len(order)-i-1, "err", err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return relay.Allocation{}, "", fmt.Errorf("node: media: %w (tried %s): %w", relay.ErrNoRelay, strings.Join(order[:len(errs)], ", "), errors.Join(errs...))
+}
+
+// relayOrder is the order in which relays are asked for a call's session:
+// the ring's order for the Call-ID (so that every node picks the same relay
+// for a call), nodes of datacenter dc first (the caller's media stays in
+// its datacenter), relays that failed within relayFailMemory last.
+func relayOrder(nodes []ring.Node, dc string, failed map[string]time.Time, now time.Time) []string {
+	rank := func(nd ring.Node) int {
+		r := 0
+		if nd.Datacenter != dc {
+			r++
+		}
+		if t, ok := failed[nd.Name]; ok && now.Sub(t) < relayFailMemory {
+			r += 2
+		}
+		return r
+	}
+	sorted := slices.Clone(nodes)
+	slices.SortStableFunc(sorted, func(a, b ring.Node) int { return rank(a) - rank(b) })
+	out := make([]string, len(sorted))
+	for i, nd := range sorted {
+		out[i] = nd.Name
+	}
+	return out
+}
+
+// sessionLost reports whether an Update failed because the session is
+// gone (the relay freed it, restarted, is closing or cannot be reached)
+// rather than because the relay refused the change.
+func sessionLost(err error) bool {
+	for _, refusal := range []error{relay.ErrUnsupported, relay.ErrInvalid, relay.ErrCapacity, relay.ErrPortsExhausted} {
+		if errors.Is(err, refusal) {
+			return false
+		}
+	}
+	return true
+}
+
+// sipError carries a relay error as the response it maps to
+// (relay.SIPStatus; 503 with Retry-After when no relay takes the call).
+func sipError(err error) error {
+	code := relay.SIPStatus(err)
+	if code == 503 {
+		return sipstatus.ServiceUnavailable(5*time.Second, err)
+	}
+	return sipstatus.New(code, "", err)
+}
+
+// streamSpecs turns the media of an SDP body sent by party from into the
+// streams to give the relay (the other party's peers zero: unchanged),
+// and returns them merged into prev: both parties' last addresses.
+func streamSpecs(from proxy.Side, media []relay.Media, prev []relay.StreamSpec) (specs, merged []relay.StreamSpec) {
+	specs = make([]relay.StreamSpec, len(media))
+	merged = make([]relay.StreamSpec, max(len(media), len(prev)))
+	copy(merged, prev)
+	for i, md := range media {
+		peer := peerOf(md)
+		if from == proxy.SideA {
+			specs[i].A, merged[i].A = peer, peer
+		} else {
+			specs[i].B, merged[i].B = peer, peer
+		}
+	}
+	return specs, merged
+}
+
+// peerOf is where a party receives one stream. A hold address (0.0.0.0,
+// RFC 3264 §8.4, or ::) or a host name says nothing of where the party is:
+// the relay keeps what it knew, and latching finds the party.
+func peerOf(md relay.Media) relay.Peer {
+	p := md.Peer()
+	usable := func(a netip.AddrPort) bool { return a.Addr().IsValid() && !a.Addr().IsUnspecified() }
+	if !usable(p.RTP) {
+		p.RTP = netip.AddrPort{}
+	}
+	if !usable(p.RTCP) {
+		p.RTCP = netip.AddrPort{}
+	}
+	return p
+}
+
+// rewrite points a body sent by party from at the relay ports of the party
+// that receives it.
+func rewrite(body []byte, al relay.Allocation, from proxy.Side) ([]byte, error) {
+	eps := al.ForB()
+	if from == proxy.SideB {
+		eps = al.ForA()
+	}
+	out, err := relay.RewriteSDP(body, eps)
+	if err != nil {
+		return nil, sipError(fmt.Errorf("node: media: %w", err))
+	}
+	return out, nil
+}
+
+// watch follows the sessions that relay node ends on its own (its
+// inactivity timeout) over the RPC, from the first call this node puts
+// there until the node leaves the relay ring, when its calls are marked
+// lost: their media went with it.
+func (m *relayMedia) watch(node string) {
+	if node == m.self && m.local != nil {
+		return // start watches the local relay
+	}
+	m.mu.Lock()
+	ctx := m.ctx
+	if m.watching[node] || ctx == nil {
+		m.mu.Unlock()
+		return
+	}
+	m.watching[node] = true
+	m.mu.Unlock()
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			delete(m.watching, node)
+			m.mu.Unlock()
+		}()
+		remote := relay.NewRemote(m.conns, node)
+		backoff := 200 * time.Millisecond
+		since := time.Time{} // sessions allocated before this are checked on reconnecting
+		for {
+			if !since.IsZero() {
+				m.reconcile(ctx, remote, since)
+			}
+			since = time.Now()
+			err := remote.Watch(ctx, func(si relay.SessionInfo) { m.endedBy(node, si) })
+			if ctx.Err() != nil {
+				return
+			}
+			if !m.onRing(node) {
+				m.relayGone(node)
+				return
+			}
+			m.log.Debug("watching a relay's timeouts: stream broken; reconnecting", "relay", node, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}()
+}
+
+func (m *relayMedia) onRing(node string) bool {
+	for _, nd := range m.relays("") {
+		if nd.Name == node {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile marks lost the calls on a relay that no longer has their
+// sessions (it restarted, or timed them out while the watch stream was
+// down), among those allocated before since.
+func (m *relayMedia) reconcile(ctx context.Context, remote *relay.Remote, since time.Time) {
+	lctx, cancel := context.WithTimeout(ctx, relayAttemptTimeout)
+	defer cancel()
+	live, err := remote.Sessions(lctx)
+	if err != nil {
+		return
+	}
+	has := make(map[string]bool, len(live))
+	for _, si := range live {
+		has[si.CallID] = true
+	}
+	n := m.markLost(remote.Node(), func(id string, s *mediaSession) bool { return !has[id] && s.allocated.Before(since) })
+	if n > 0 {
+		m.log.Warn("relay no longer has the sessions of calls (it restarted?): their media is lost until a re-offer", "relay", remote.Node(), "calls", n)
+	}
+}
+
+// relayGone marks lost every call on a relay that left the ring (dead or
+// gone): their media is lost; their signalling goes on, and a re-offer
+// moves their media to another relay (SDP).
+func (m *relayMedia) relayGone(node string) {
+	if n := m.markLost(node, func(string, *mediaSession) bool { return true }); n > 0 {
+		m.log.Warn("relay left the mesh: the media of its calls is lost until a re-offer moves it", "relay", node, "calls", n)
+	}
+}
+
+func (m *relayMedia) markLost(node string, which func(string, *mediaSession) bool) int {
+	now := time.Now()
+	n := 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, s := range m.sessions {
+		if s.relay == node && s.lost.IsZero() && which(id, s) {
+			c := *s
+			c.lost = now
+			m.sessions[id] = &c
+			n++
+		}
+	}
+	return n
+}
+
+// endedBy forgets a call whose session relay node freed on its own.
+func (m *relayMedia) endedBy(node string, si relay.SessionInfo) {
+	m.mu.Lock()
+	s := m.sessions[si.CallID]
+	if s == nil || s.relay != node {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.sessions, si.CallID)
+	ended := m.ended
+	m.mu.Unlock()
+	m.log.Info("media session ended by its relay", "call_id", si.CallID, "relay", node, "reason", si.Freed, "packets", si.Packets())
+	if ended != nil {
+		ended(si.CallID)
 	}
 }

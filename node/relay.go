@@ -5,7 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/roles/relay"
@@ -35,17 +36,21 @@ func (n *Node) newRelay() (*relay.Relay, error) {
 	rc := relay.DefaultConfig()
 	rc.Interfaces = []relay.Interface{{Bind: ip}}
 	rc.PortMin, rc.PortMax = lo, hi
-	if t := n.cfg.Relay.InactivityTimeout; t > 0 {
-		rc.InactivityTimeout = time.Duration(t) * time.Second
+	if inactivity, setup := n.cfg.Relay.Timeouts(); inactivity > 0 || setup > 0 {
+		rc.InactivityTimeout, rc.SetupTimeout = inactivity, setup
 	}
-	if t := n.cfg.Relay.SetupTimeout; t > 0 {
-		rc.SetupTimeout = time.Duration(t) * time.Second
-	}
+	rc.MaxSessions = n.cfg.Relay.MaxSessions
 	rc.Logger = n.log.With("component", "relay")
 	r, err := relay.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sipmesh_relay_sessions", Help: "Media sessions (calls) the relay holds."},
+			func() float64 { return float64(r.Stats().Sessions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sipmesh_relay_port_pairs", Help: "RTP/RTCP port pairs the relay has bound (two per stream)."},
+			func() float64 { return float64(r.Stats().PortPairs) }),
+	)
 	return r, nil
 }
 

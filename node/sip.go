@@ -25,6 +25,7 @@ import (
 	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
 	"github.com/sipmesh/sipmesh/roles/proxy"
 	"github.com/sipmesh/sipmesh/roles/registrar"
+	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
 // registrarMerger is the merge rule of the registrar store: RFC 3261 §10.3
@@ -164,27 +165,37 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		}
 	}
 	pc.Presence = presenceEdge{n: n, agent: agent}
-	media, err := n.newMediaAnchor(log.With("component", "media"))
+	media, err := n.newMedia(log)
 	if err != nil {
 		return nil, err
 	}
-	pc.Media = media
-	go media.run(ctx)
+	if media != nil {
+		pc.Media = media
+	}
 	p, err := proxy.New(pc)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	sender.p = p
+	stopMedia := func() {}
+	if media != nil {
+		stopMedia = media.start(ctx, p.MediaEnded)
+	}
 	p.Serve(ctx)
 	if agent != nil {
 		agent.Start()
 	}
+	relayMode := string(relay.ModeNever)
+	if media != nil {
+		relayMode = string(media.mode)
+	}
 	log.Info("SIP edge started", "domain", n.mat.Cluster, "listen", fmt.Sprint(p.Addrs()), "registrar", pc.Registrar != nil, "presence", agent != nil,
-		"relay_foreign", fmt.Sprint(pc.RelayDomains))
+		"relay_foreign", fmt.Sprint(pc.RelayDomains), "relay_mode", relayMode)
 	return func() {
 		if agent != nil {
 			agent.Close()
 		}
+		stopMedia()
 		cancel()
 		p.Close()
 	}, nil

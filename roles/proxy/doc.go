@@ -53,7 +53,18 @@
 // stream requests before they are routed, with one warning per source and
 // minute naming it.
 //
+// Media relay (media.go). With Config.Media set, the node where a caller's
+// INVITE enters the mesh (a request not from a mesh peer) anchors the
+// call's media: Media.Wanted decides (relay.mode), and every SDP of the
+// call that passes it (offer and answer in INVITE, 18x, 2xx, ACK,
+// re-INVITE, UPDATE, PRACK; RFC 3264) goes through Media.SDP, which points
+// it at the relay; the From tag of the initial INVITE tells the caller
+// (side a) from the callee (side b). BYE from either side, CANCEL and an
+// INVITE that gets no 2xx free the session (Media.Free); a relay that ends
+// a session on its own makes the node call MediaEnded. Nodes after the
+// anchor pass SDP as it is.
+//
 // The roles it serves are reached through the small interfaces Registrar,
-// Locator, GRUUs, Resolver, Users, Authenticator and Mesh defined here. It must not import
-// overlay, memberlist or another role.
+// Locator, GRUUs, Resolver, Users, Authenticator, Presence and Media
+// defined here. It must not import overlay, memberlist or another role.
 package proxy

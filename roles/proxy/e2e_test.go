@@ -57,7 +57,19 @@ type sipp struct {
 // startSipp runs sipp in its own folder; it is killed when the test ends.
 func startSipp(t testing.TB, args ...string) *sipp {
 	t.Helper()
+	return startSippWith(t, nil, args...)
+}
+
+// startSippWith is startSipp with files (name: content) put in sipp's
+// folder first, such as the pcap a scenario plays.
+func startSippWith(t testing.TB, files map[string][]byte, args ...string) *sipp {
+	t.Helper()
 	s := &sipp{dir: t.TempDir(), out: &proctest.Buffer{}, done: make(chan struct{})}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(s.dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.cmd = exec.Command("sipp", append([]string{"-nostdin"}, args...)...)
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -140,7 +152,7 @@ type phone struct {
 	contactHost, contactPort       string
 	mediaPort                      int
 	answerDelay                    int
-	extra                          []string // more sipp arguments (e.g. -rtp_echo)
+	files                          map[string][]byte // put in sipp's folder
 }
 
 func (p phone) start(t testing.TB, node string) *sipp {
@@ -159,8 +171,7 @@ func (p phone) start(t testing.TB, node string) *sipp {
 		"-key", "tag", p.user, "-i", p.ip, "-p", p.port, "-mi", p.ip, "-mp", strconv.Itoa(p.mediaPort), "-t", tr,
 		"-timeout", "620s", node + ":5060"}
 	args = append(args, "-trace_msg", "-trace_err")
-	args = append(args, p.extra...)
-	return startSipp(t, args...)
+	return startSippWith(t, p.files, args...)
 }
 
 func waitBinding(t testing.TB, c *proctest.Cluster, via, aor, contains string, n int, phones ...*sipp) {

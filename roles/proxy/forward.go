@@ -48,9 +48,6 @@ func dialogForming(req *sip.Request) bool {
 func (p *Proxy) prepare(in *inbound, t target, recordRoute bool) *sip.Request {
 	out := in.req.Clone()
 	out.Recipient = *t.ruri.Clone()
-	if in.sdp != nil {
-		out.SetBody(in.sdp)
-	}
 	if len(t.routes) > 0 {
 		hs := make([]sip.Header, len(t.routes))
 		for i, h := range t.routes {
@@ -153,10 +150,20 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		default:
 		}
 	}
-	if err := p.anchor(ctx, in, targets); err != nil {
+	mc, side, err := p.mediaRequest(ctx, in, targets)
+	if err != nil {
 		return err
 	}
-	initialInvite := in.req.IsInvite() && dialogForming(in.req)
+	// The media session of a call lives as long as its INVITE got a 2xx:
+	// a CANCEL, a failure of every branch or Timer C frees it.
+	ok2xx := false
+	if mc != nil && in.req.Method == sip.INVITE && toTag(in.req) == "" {
+		defer func() {
+			if !ok2xx {
+				p.mediaFree(mc, "the INVITE got no 2xx")
+			}
+		}()
+	}
 	rr := dialogForming(in.req)
 	events := make(chan branchEvent, 16)
 	var branches []*branch
@@ -189,10 +196,12 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 	for _, t := range targets {
 		launch(t)
 	}
+	if mc != nil && in.req.Method == sip.BYE && mc.inDialog(in.req, side) {
+		// Either party ends the call; its media ends now, whatever
+		// becomes of the BYE.
+		p.mediaFree(mc, "BYE")
+	}
 	if len(branches) == 0 {
-		if initialInvite && p.cfg.Media != nil {
-			p.cfg.Media.End(ctx, callID(in.req))
-		}
 		if !fork && sipstatus.Of(lastErr).Code == 430 {
 			return lastErr // we are the edge whose flow is gone
 		}
@@ -236,12 +245,14 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 					}
 				}
 				if res.StatusCode > 100 && !answered {
-					p.relay(in, res)
+					p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
 				}
 			case res.StatusCode < 300:
 				b.final = true
 				pending--
-				p.relay(in, res) // every 2xx goes upstream (§16.7 step 5)
+				ok2xx = true
+				// Every 2xx goes upstream (§16.7 step 5).
+				p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
 				if !answered {
 					answered = true
 					cancelAll()
@@ -275,17 +286,11 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			if !answered {
 				answered = true // the transaction layer answered 487
 				cancelAll()
-				if initialInvite && p.cfg.Media != nil {
-					p.cfg.Media.End(p.ctx, callID(in.req))
-				}
 			}
 		case <-ctx.Done():
 			cancelAll()
 			if !answered {
 				in.tx.Respond(sip.NewResponseFromRequest(in.req, 408, "Request Timeout", nil))
-				if initialInvite && p.cfg.Media != nil {
-					p.cfg.Media.End(p.ctx, callID(in.req))
-				}
 			}
 			return nil
 		}
@@ -343,7 +348,6 @@ func (p *Proxy) relay(in *inbound, res *sip.Response) {
 	out.RemoveHeader("Via")
 	out.SetTransport(in.req.Transport())
 	out.SetDestination(in.respDest)
-	p.rewriteResponse(p.ctx, in, out)
 	p.flowTimer(in, out)
 	if err := in.tx.Respond(out); err != nil {
 		if out.IsSuccess() && in.req.IsInvite() {
@@ -418,10 +422,6 @@ func (p *Proxy) forwardAck(in *inbound) error {
 	if err != nil {
 		return err
 	}
-	// An answer in the ACK (the 2xx carried the offer, RFC 3264 §4).
-	if err := p.rewriteRequest(p.ctx, in); err != nil {
-		p.log.Warn("proxy: answer in ACK not relayed", "call_id", callID(in.req), "err", err)
-	}
 	if !routed {
 		ruri := in.req.Recipient
 		if p.isOwn(ruri) || strings.EqualFold(ruri.Host, p.cfg.Domain) {
@@ -431,6 +431,7 @@ func (p *Proxy) forwardAck(in *inbound) error {
 			return err
 		}
 	}
+	p.mediaAck(in)
 	out := p.prepare(in, t, false)
 	return p.tp.WriteMsg(out)
 }
@@ -449,9 +450,8 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	if v == nil || !p.self[v.Host] || !p.ports[v.Port] {
 		return
 	}
-	out := res.Clone()
+	out := p.mediaStray(res.Clone())
 	out.RemoveHeader("Via")
-	p.rewriteResponse(p.ctx, nil, out) // the same answer as the first time
 	next := out.Via()
 	if next == nil {
 		return

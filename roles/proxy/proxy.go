@@ -129,11 +129,12 @@ type Config struct {
 	// registrations: how often, at most, the UA must send keep-alives on
 	// its flow. 0: 120 s on connection-oriented flows, 29 s on UDP.
 	FlowTimer time.Duration
-	// Media anchors calls' media on relays; nil: SDP passes unchanged.
-	Media Media
 	// Presence routes PUBLISH and SUBSCRIBE (event presence) to the
 	// presence agent; nil: they are routed like other requests.
 	Presence Presence
+	// Media relays the RTP of the calls whose INVITE enters the mesh here
+	// (see media.go); nil: SDP passes untouched.
+	Media Media
 	// RateLimit is the most messages per second accepted from one source
 	// IP other than a mesh peer (pike); 0 means no limit. RateBurst is the
 	// bucket size (default twice the rate).
@@ -173,6 +174,8 @@ type Proxy struct {
 	// filter is what each datagram goes through before sipgo reads it:
 	// pike, sipmsg, the stateless REGISTER path.
 	filter sip.TransportReadFilter
+
+	media mediaCalls // calls whose media this node anchors (Config.Media)
 }
 
 // New binds the listeners; Serve starts answering.
@@ -200,6 +203,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	p = &Proxy{cfg: cfg, log: log, flows: &flowKeys{key: key},
 		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
 	p.cfg.Domain = strings.ToLower(cfg.Domain)
+	p.media.m = map[string]*mediaCall{}
 	p.valid = sipmsg.New(sipmsg.WithLogger(log))
 	if cfg.RateLimit > 0 {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)

@@ -50,9 +50,6 @@ type inbound struct {
 	// cancelled is closed when the UAC cancels an INVITE (the transaction
 	// layer has answered 200 to the CANCEL and 487 to the INVITE).
 	cancelled chan struct{}
-	// sdp is the body to forward instead of the request's: its SDP
-	// rewritten to the call's relay (media.go).
-	sdp []byte
 }
 
 // target is where one branch goes.

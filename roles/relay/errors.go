@@ -26,6 +26,11 @@ var (
 	ErrInvalid = errors.New("relay: invalid request")
 	// ErrClosed: the relay is shutting down. 503.
 	ErrClosed = errors.New("relay: closed")
+	// ErrNoRelay: the proxy found no relay that would take the call: the
+	// relay ring is empty, or every relay on it failed or refused. It
+	// never crosses the RPC; the proxy wraps it around the last relay's
+	// error once it has tried them all. 503.
+	ErrNoRelay = errors.New("relay: no relay available")
 )
 
 // SIPStatus is the final response a proxy sends when allocating media for
@@ -33,15 +38,18 @@ var (
 // out of ports or closing, 488 (Not Acceptable Here, RFC 3261 §21.4.26)
 // when the offer cannot be relayed, 500 for anything else (including a
 // relay that cannot be reached: the proxy should try the next relay on the
-// ring before giving up). 0 for a nil error.
+// ring before giving up, and then wrap ErrNoRelay, which is 503). 0 for a
+// nil error. ErrUnsupported wins over ErrNoRelay: an offer no relay can
+// take is the offer's fault.
 func SIPStatus(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, ErrCapacity), errors.Is(err, ErrPortsExhausted), errors.Is(err, ErrClosed):
-		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrUnsupported):
 		return 488
+	case errors.Is(err, ErrCapacity), errors.Is(err, ErrPortsExhausted), errors.Is(err, ErrClosed),
+		errors.Is(err, ErrNoRelay):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}

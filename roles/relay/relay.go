@@ -299,7 +299,15 @@ func (r *Relay) Free(_ context.Context, callID string) (SessionInfo, error) {
 func (r *Relay) end(s *session, why string) SessionInfo {
 	r.release(s)
 	info := s.info(time.Now(), why)
-	r.log.Info("relay: session freed", "call_id", s.callID, "owner", s.owner, "reason", why, "packets", info.Packets())
+	// Per party too: whether media flowed both ways is the first thing an
+	// operator asks of a call.
+	var fromA, fromB uint64
+	for _, st := range info.Streams {
+		fromA += st.A.Packets
+		fromB += st.B.Packets
+	}
+	r.log.Info("relay: session freed", "call_id", s.callID, "owner", s.owner, "reason", why, "packets", info.Packets(),
+		"a_packets", fromA, "b_packets", fromB)
 	return info
 }
 

@@ -89,6 +89,21 @@ func ParseSDP(body []byte) ([]Media, error) {
 	return out, nil
 }
 
+// Relayable reports whether the media of an SDP body can be sent through
+// the relay by rewriting it (RewriteSDP). Not when an m-line runs over
+// DTLS (UDP/TLS/RTP/SAVPF, UDP/DTLS/SCTP, TCP/DTLS/…; RFC 5764, RFC 8841):
+// those are WebRTC endpoints, which require ICE (RFC 8829 §5.1.1) and
+// would refuse an answer without candidates. SRTP keyed in SDP (RTP/SAVP
+// with a=crypto) is relayable: the relay forwards packets as they are.
+func Relayable(media []Media) bool {
+	for _, m := range media {
+		if strings.Contains(strings.ToUpper(m.Proto), "TLS") {
+			return false
+		}
+	}
+	return true
+}
+
 // parseRTCPAttr reads "port [nettype addrtype address]" (RFC 3605 §2.1).
 func parseRTCPAttr(v string, def netip.Addr) netip.AddrPort {
 	f := strings.Fields(v)

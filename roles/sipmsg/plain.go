@@ -298,7 +298,8 @@ func plainHostPort(hp []byte) bool {
 		}
 	}
 	if hasPort {
-		if n, ok := plainNumber(port); !ok || n == 0 || n > 65535 || len(port) > 5 {
+		// Digits only: sipgo reads "5060 " as no port at all.
+		if n, ok := plainNumber(port); !ok || !isDigits(string(port)) || n == 0 || n > 65535 {
 			return false
 		}
 	}

@@ -69,7 +69,19 @@ func (v *Validator) Plain(data []byte) bool {
 				return false
 			}
 		}
-		lower := string(bytes.ToLower(name))
+		// Lower-cased in a stack buffer: this runs for every header of
+		// every datagram.
+		var buf [32]byte
+		if len(name) > len(buf) {
+			return false // no header Plain knows is that long
+		}
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		lower := string(buf[:len(name)])
 		if bytes.IndexByte(value, '"') >= 0 && !quotedOK[lower] {
 			return false
 		}

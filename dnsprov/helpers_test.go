@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/sipmesh/sipmesh/internal/bindtest"
 	"github.com/sipmesh/sipmesh/overlay"
 )
@@ -148,19 +147,6 @@ func startServer(t testing.TB, cfg Config, view Membership) *Server {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// goQuery asks server with the Go client.
-func goQuery(t testing.TB, server, name string, qtype uint16) *dns.Msg {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	c := &dns.Client{Timeout: 2 * time.Second}
-	r, _, err := c.Exchange(m, server)
-	if err != nil {
-		t.Fatalf("query %s: %v", name, err)
-	}
-	return r
 }
 
 // syncBuffer is a log sink safe for concurrent writers.

@@ -1,7 +1,5 @@
 package store
 
-import "time"
-
 // LoadLocal merges records into this node's copy directly, as a replica
 // write would: for benchmarks that need 100,000 items in place quickly.
 func (s *Store) LoadLocal(key string, recs ...Record) {
@@ -13,6 +11,3 @@ func (s *Store) LoadLocal(key string, recs ...Record) {
 	}
 	s.local.apply(s.partition(key), key, recs, now)
 }
-
-// Horizon exposes a record's horizon to tests.
-func Horizon(r Record) time.Time { return r.horizon }

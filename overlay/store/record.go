@@ -142,8 +142,6 @@ func resolve(m Merger, cur, in Record, now time.Time, ttl time.Duration) Record 
 	return w
 }
 
-func same(a, b Record) bool { return order(a, b) == 0 && a.ID == b.ID }
-
 // normalize strips the monotonic clock and location from Expires so that a
 // record compares and hashes the same before and after the wire.
 func normalize(r Record) Record {

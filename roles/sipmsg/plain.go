@@ -311,7 +311,10 @@ func plainHostPort(hp []byte) bool {
 	}
 	if hasPort {
 		// Digits only: sipgo reads "5060 " as no port at all.
-		if n, ok := plainNumber(port); !ok || !isDigits(string(port)) || n == 0 || n > 65535 {
+		if !isDigits(string(port)) {
+			return false
+		}
+		if n, _ := plainNumber(port); n == 0 || n > 65535 {
 			return false
 		}
 	}

@@ -175,15 +175,6 @@ func hasParam(ps []param, name string) bool {
 	return false
 }
 
-func getParam(ps []param, name string) (param, bool) {
-	for _, p := range ps {
-		if p.name == name {
-			return p, true
-		}
-	}
-	return param{}, false
-}
-
 // paramChar: paramchar = param-unreserved / unreserved / escaped, with
 // param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$" (RFC 3261 §25.1).
 func paramChar(c byte) bool { return isUnreserved(c) || strings.IndexByte("[]/:&+$", c) >= 0 }

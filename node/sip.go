@@ -5,13 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -256,14 +254,12 @@ func (c *meshNonceCounter) Advance(ctx context.Context, nonce string, nc uint64,
 		return false, fmt.Errorf("nonce counter: %w", err)
 	}
 	for _, r := range recs {
-		var seen struct {
-			CSeq uint64 `json:"cseq"`
-		}
-		if json.Unmarshal(r.Value, &seen) == nil && seen.CSeq >= nc {
+		if seen, err := registrar.DecodeBinding(r.Value); err == nil && uint64(seen.CSeq) >= nc {
 			return false, nil
 		}
 	}
-	val := []byte(`{"call_id":"nc","cseq":` + strconv.FormatUint(nc, 10) + `}`)
+	// nc has 8 hex digits (RFC 7616 §3.4): it fits a CSeq.
+	val := registrar.Binding{CallID: "nc", CSeq: uint32(nc)}.Encode()
 	if err := c.st.Put(ctx, key, store.Record{ID: "nc", Value: val, Expires: expires}); err != nil {
 		return false, fmt.Errorf("nonce counter: %w", err)
 	}
@@ -370,6 +366,11 @@ func (m sipMesh) IsPeer(ip string) bool {
 		}
 	}
 	return false
+}
+
+func (m sipMesh) Alone() bool {
+	st, ok := m.n.stores.Store(certs.RoleRegistrar)
+	return ok && st.Alone()
 }
 
 func (m sipMesh) RegistrarAddr(aor string) (string, error) {

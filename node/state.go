@@ -11,6 +11,7 @@ import (
 	"github.com/sipmesh/sipmesh/overlay/rpc"
 	"github.com/sipmesh/sipmesh/overlay/store"
 	"github.com/sipmesh/sipmesh/roles/presence/ringstore"
+	"github.com/sipmesh/sipmesh/roles/registrar"
 	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
@@ -104,7 +105,11 @@ func (n *Node) stopState() {
 func recordJSON(r store.Record, now time.Time) map[string]any {
 	out := map[string]any{}
 	var v map[string]any
-	if json.Unmarshal(r.Value, &v) == nil {
+	value := r.Value
+	if b, err := registrar.DecodeBinding(value); err == nil && registrar.IsBinding(value) {
+		value, _ = json.Marshal(b)
+	}
+	if json.Unmarshal(value, &v) == nil {
 		for k, x := range v {
 			out[k] = x
 		}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
@@ -42,6 +43,9 @@ type Ring struct {
 	owners     []string   // partition -> owner name
 	order      [][]string // partition -> every node in ring order, owner first
 	load       map[string]int
+	// replicas caches PartitionReplicas: n -> partition -> holders. Every
+	// read and write of a store asks, and the answer never changes.
+	replicas sync.Map
 }
 
 // New builds a ring over nodes. partitions <= 0 means DefaultPartitions.
@@ -148,14 +152,26 @@ func (r *Ring) Replicas(key string, n int) []Node {
 	return r.PartitionReplicas(r.Partition(key), n)
 }
 
-// PartitionReplicas is Replicas for a partition.
+// PartitionReplicas is Replicas for a partition. The caller must not
+// modify the slice's elements.
 func (r *Ring) PartitionReplicas(p, n int) []Node {
 	if r.c == nil || n <= 0 || p < 0 || p >= r.partitions {
 		return nil
 	}
-	if n > len(r.nodes) {
-		n = len(r.nodes)
+	n = min(n, len(r.nodes))
+	if all, ok := r.replicas.Load(n); ok {
+		return slices.Clip(all.([][]Node)[p])
 	}
+	all := make([][]Node, r.partitions)
+	for i := range all {
+		all[i] = r.placeReplicas(i, n)
+	}
+	r.replicas.Store(n, all)
+	return slices.Clip(all[p])
+}
+
+// placeReplicas computes n holders of partition p.
+func (r *Ring) placeReplicas(p, n int) []Node {
 	out := make([]Node, 0, n)
 	taken := make(map[string]bool, n)
 	dcs := make(map[string]bool, n)

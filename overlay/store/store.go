@@ -301,11 +301,16 @@ type reply struct {
 // write sends recs to key's holders in parallel.
 func (s *Store) write(ctx context.Context, key string, recs []Record) error {
 	r := s.ring()
-	holders := names(r.Replicas(key, s.cfg.Replicas))
-	if len(holders) == 0 {
+	p := r.Partition(key)
+	nodes := r.PartitionReplicas(p, s.cfg.Replicas)
+	if len(nodes) == 0 {
 		return ErrNoHolders
 	}
-	p := r.Partition(key)
+	if len(nodes) == 1 && nodes[0].Name == s.self {
+		s.local.apply(p, key, recs, s.cfg.Now())
+		return nil
+	}
+	holders := names(nodes)
 	need := min(s.cfg.WriteQuorum, len(holders))
 	results := make(chan reply, len(holders))
 	req := &meshpb.PutRequest{Role: s.cfg.Role, Entries: []*meshpb.Entry{entryToPB(key, recs)}}
@@ -407,6 +412,9 @@ func (s *Store) getRemote(ctx context.Context, node string, keys ...string) (map
 // their copies; holders whose copy differed are repaired in the background.
 // It fails only when no holder answered.
 func (s *Store) Get(ctx context.Context, key string) ([]Record, error) {
+	if s.Alone() {
+		return s.live(s.local.get(s.partition(key), key, s.cfg.Now())), nil
+	}
 	merged, err := s.readMany(ctx, []string{key})
 	if err != nil {
 		return nil, err

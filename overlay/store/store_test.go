@@ -416,3 +416,24 @@ func TestRingChangesHandOff(t *testing.T) {
 	}
 	c.readAllFrom(keys)
 }
+
+// A node is alone while the ring has no other node and it is not handing
+// keys off from one: the proxy then answers REGISTERs without a worker.
+func TestAlone(t *testing.T) {
+	c, _ := fakeCluster(t, 1, func(string) store.Config { return testConfig() })
+	n1 := c.node("n01")
+	c.waitRing(10 * time.Second)
+	if !n1.store.Alone() {
+		t.Fatal("a one-node store is not alone")
+	}
+	c.start("n02", "dc1")
+	c.waitRing(10 * time.Second)
+	if n1.store.Alone() {
+		t.Fatal("alone with a second node in the ring")
+	}
+	c.crash("n02")
+	c.waitRing(10 * time.Second)
+	if n1.store.Alone() {
+		t.Fatal("alone while n02's keys may still be read from the previous ring (HandoffGrace)")
+	}
+}

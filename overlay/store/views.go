@@ -90,3 +90,12 @@ func sameNodes(a, b *ring.Ring) bool {
 	}
 	return slices.Equal(a.Nodes(), b.Nodes()) && a.Partitions() == b.Partitions()
 }
+
+// Alone reports whether this node holds every key by itself: it is the only
+// node of the ring and none is being handed off from, so no read or write
+// waits on a peer.
+func (s *Store) Alone() bool {
+	cur, prev := s.rings()
+	only := func(r *ring.Ring) bool { return r.Len() == 1 && r.Has(s.self) }
+	return only(cur) && (prev == nil || prev.Len() == 0 || only(prev))
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +84,9 @@ type Mesh interface {
 	// RegistrarAddr is the UDP "host:port" of the node that should
 	// process REGISTERs of aor (the registrar ring's owner).
 	RegistrarAddr(aor string) (string, error)
+	// Alone reports whether this node holds the registrar's state by
+	// itself, so that a REGISTER is answered without waiting on a peer.
+	Alone() bool
 }
 
 // Listen is one listener: transport udp, tcp, tls, ws or wss, and host:port.
@@ -161,17 +165,17 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	self  map[string]bool   // our IPs
-	ports map[int]bool      // our ports
-	via   map[string]string // transport (lower) -> our host:port
-	udp   map[string]net.PacketConn
+	self  map[string]bool           // our IPs
+	ports map[int]bool              // our ports
+	via   map[string]string         // transport (lower) -> our host:port
+	udp   map[string]net.PacketConn // local address -> socket, for the stateless path's answers
 	lns   []listener
 	wg    sync.WaitGroup
 
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
 	stateless *statelessRegister // nil: no local registrar
-	// filter is what each datagram goes through before sipgo reads it:
+	// filter is what each message goes through before sipgo parses it:
 	// pike, sipmsg, the stateless REGISTER path.
 	filter sip.TransportReadFilter
 
@@ -252,7 +256,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(txLog),
-			sip.WithTransportLayerReadFilter(p.streamFilter),
+			sip.WithTransportLayerReadFilter(p.filter),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(txLog),
@@ -303,22 +307,21 @@ func (p *Proxy) Serve(ctx context.Context) {
 			go p.registerWorker()
 		}
 	}
+	// sipgo reads a UDP socket with one goroutine, and the read filter
+	// (pike, sipmsg's checks, the stateless REGISTER path) runs in it:
+	// one core for a node's whole UDP traffic. So each socket gets a
+	// reader per core, as Kamailio has a process per core. Datagrams from
+	// one source may then be processed out of order, which UDP allows.
 	for _, c := range p.udp {
-		m := newMuxConn(c)
-		for range readers() {
+		for range max(2, runtime.GOMAXPROCS(0)) {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.readUDP(c, m, p.filter)
+				if err := p.srv.ServeUDP(c); err != nil && !errors.Is(err, net.ErrClosed) {
+					p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
+				}
 			}()
 		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			if err := p.srv.ServeUDP(m); err != nil && !errors.Is(err, net.ErrClosed) {
-				p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
-			}
-		}()
 	}
 	for _, l := range p.lns {
 		tr, ln := l.tr, l.ln
@@ -371,15 +374,6 @@ func (p *Proxy) closeListeners() {
 	for _, l := range p.lns {
 		l.ln.Close()
 	}
-}
-
-// streamFilter is sipgo's read filter: UDP datagrams were filtered by the
-// proxy's own readers (udpmux.go), WebSocket messages are filtered here.
-func (p *Proxy) streamFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
-	if strings.EqualFold(props.Transport, "udp") {
-		return data, nil
-	}
-	return p.filter(props, data)
 }
 
 // readFilter drops datagrams of sources over the rate limit before they

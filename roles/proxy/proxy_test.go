@@ -25,10 +25,14 @@ type fakeUsers map[string]bool
 
 func (f fakeUsers) Known(_ context.Context, user, _ string) (bool, error) { return f[user], nil }
 
-type fakeMesh struct{ peers map[string]bool }
+type fakeMesh struct {
+	peers map[string]bool
+	alone bool
+}
 
 func (m fakeMesh) IsPeer(ip string) bool                { return m.peers[ip] }
 func (m fakeMesh) RegistrarAddr(string) (string, error) { return "", context.Canceled }
+func (m fakeMesh) Alone() bool                          { return m.alone }
 
 type syncBuf struct {
 	mu sync.Mutex

@@ -84,8 +84,15 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool
 	case seen:
 		return true // a retransmission of a REGISTER still being processed
 	}
+	j := registerJob{req: req, props: props, key: key}
+	if p.cfg.Mesh.Alone() {
+		// Nothing to wait for: answered in the reading goroutine, as a
+		// Kamailio process does, sparing a hand-off to a worker.
+		p.answerRegister(j)
+		return true
+	}
 	select {
-	case s.q <- registerJob{req: req, props: props, key: key}:
+	case s.q <- j:
 	default:
 		s.replies.forget(key)
 		n := s.shed.Add(1)
@@ -129,33 +136,39 @@ func (p *Proxy) statelessOK(req *sip.Request) bool {
 // registerWorker answers queued REGISTERs until the proxy stops.
 func (p *Proxy) registerWorker() {
 	defer p.wg.Done()
-	s := p.stateless
 	for {
 		select {
 		case <-p.ctx.Done():
 			return
-		case j := <-s.q:
-			in := p.inbound(j.req, nil)
-			ctx, cancel := context.WithTimeout(p.ctx, maxTransaction)
-			res, err := p.registerHere(ctx, in)
-			cancel()
-			if err != nil {
-				p.logFailure(in, err)
-				res = sipstatus.Response(j.req, err)
-			}
-			if res == nil {
-				s.replies.forget(j.key)
-				continue
-			}
-			b := []byte(res.String())
-			if j.req.GetHeader("Authorization") != nil {
-				s.replies.put(j.key, b)
-			} else {
-				s.replies.forget(j.key)
-			}
-			p.writeUDP(j.props, j.req, b)
+		case j := <-p.stateless.q:
+			p.answerRegister(j)
 		}
 	}
+}
+
+// answerRegister processes a REGISTER of the stateless path and sends its
+// response.
+func (p *Proxy) answerRegister(j registerJob) {
+	s := p.stateless
+	in := p.inbound(j.req, nil)
+	ctx, cancel := context.WithTimeout(p.ctx, maxTransaction)
+	res, err := p.registerHere(ctx, in)
+	cancel()
+	if err != nil {
+		p.logFailure(in, err)
+		res = sipstatus.Response(j.req, err)
+	}
+	if res == nil {
+		s.replies.forget(j.key)
+		return
+	}
+	b := []byte(res.String())
+	if j.req.GetHeader("Authorization") != nil {
+		s.replies.put(j.key, b)
+	} else {
+		s.replies.forget(j.key)
+	}
+	p.writeUDP(j.props, j.req, b)
 }
 
 // writeUDP sends a response from the socket the request came to, to where

@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,8 +150,8 @@ func (r *Registrar) Lookup(ctx context.Context, aor string) ([]Binding, error) {
 		if rec.Deleted || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
 			continue
 		}
-		var b Binding
-		if err := json.Unmarshal(rec.Value, &b); err != nil {
+		b, err := DecodeBinding(rec.Value)
+		if err != nil {
 			r.log.Warn("registrar: unreadable binding skipped", "aor", aor, "id", rec.ID, "err", err)
 			continue
 		}
@@ -221,8 +220,11 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	current := map[string]Binding{}
 	curExp := map[string]time.Time{}
 	for _, rec := range recs {
-		var b Binding
-		if rec.Deleted || json.Unmarshal(rec.Value, &b) != nil {
+		if rec.Deleted {
+			continue
+		}
+		b, err := DecodeBinding(rec.Value)
+		if err != nil {
 			continue
 		}
 		current[rec.ID] = b
@@ -315,11 +317,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			}
 			continue
 		}
-		val, err := json.Marshal(b)
-		if err != nil {
-			return nil, fmt.Errorf("registrar: encoding binding: %w", err)
-		}
-		writes = append(writes, Record{ID: id, Value: val, Expires: b.Expires()})
+		writes = append(writes, Record{ID: id, Value: b.Encode(), Expires: b.Expires()})
 		current[id] = b
 	}
 	if len(writes) > 0 {
@@ -383,7 +381,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 // request that removed it so that Newer orders it against late versions.
 func (r *Registrar) tombstone(id string, b Binding, callID string, cseq uint32, exp time.Time) Record {
 	b.CallID, b.CSeq = callID, cseq
-	val, _ := json.Marshal(b)
+	val := b.Encode()
 	if exp.IsZero() || exp.Before(r.now()) {
 		exp = r.now().Add(r.maxExpires)
 	}

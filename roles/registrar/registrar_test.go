@@ -181,24 +181,39 @@ func TestRegisterRefusals(t *testing.T) {
 }
 
 // The merge rule orders versions of one Call-ID by CSeq whatever their
-// store version, and leaves other Call-IDs to the store's version.
+// store version, and leaves other Call-IDs to the store's version; values
+// in the stored form and in the JSON of earlier versions compare alike.
 func TestNewer(t *testing.T) {
-	v := func(callID string, cseq int, version uint64) Record {
-		return Record{ID: "x", Value: []byte(fmt.Sprintf(`{"call_id":%q,"cseq":%d}`, callID, cseq)), Version: version}
+	encodings := map[string]func(callID string, cseq int) []byte{
+		"stored": func(callID string, cseq int) []byte { return Binding{CallID: callID, CSeq: uint32(cseq)}.Encode() },
+		"json": func(callID string, cseq int) []byte {
+			return []byte(fmt.Sprintf(`{"call_id":%q,"cseq":%d}`, callID, cseq))
+		},
 	}
-	cases := []struct {
-		a, b Record
-		want bool
-	}{
-		{v("c", 2, 1), v("c", 1, 9), true},
-		{v("c", 1, 9), v("c", 2, 1), false},
-		{v("d", 1, 9), v("c", 2, 1), true},
-		{v("d", 1, 1), v("c", 2, 9), false},
-		{v("c", 1, 5), v("c", 1, 4), true},
-	}
-	for i, c := range cases {
-		if got := Newer(c.a, c.b); got != c.want {
-			t.Errorf("case %d: Newer = %v, want %v", i, got, c.want)
+	for nameA, encA := range encodings {
+		for nameB, encB := range encodings {
+			a := func(callID string, cseq int, version uint64) Record {
+				return Record{ID: "x", Value: encA(callID, cseq), Version: version}
+			}
+			b := func(callID string, cseq int, version uint64) Record {
+				return Record{ID: "x", Value: encB(callID, cseq), Version: version}
+			}
+			cases := []struct {
+				a, b Record
+				want bool
+			}{
+				{a("c", 2, 1), b("c", 1, 9), true},
+				{a("c", 1, 9), b("c", 2, 1), false},
+				{a("d", 1, 9), b("c", 2, 1), true},
+				{a("d", 1, 1), b("c", 2, 9), false},
+				{a("c", 1, 5), b("c", 1, 4), true},
+				{Record{Value: []byte("garbage"), Version: 5}, b("c", 1, 4), true},
+			}
+			for i, c := range cases {
+				if got := Newer(c.a, c.b); got != c.want {
+					t.Errorf("%s vs %s, case %d: Newer = %v, want %v", nameA, nameB, i, got, c.want)
+				}
+			}
 		}
 	}
 }

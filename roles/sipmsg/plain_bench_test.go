@@ -28,3 +28,16 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseRegister: every REGISTER is parsed (SIPp's, with
+// credentials).
+func BenchmarkParseRegister(b *testing.B) {
+	data := readFile(b, filepath.Join("testdata", "sipp", "register-auth.sip"))
+	v := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -42,14 +42,31 @@ func (v *Validator) Validate(msg sip.Message) error {
 		return sipstatus.Drop(&Defect{Field: "message", Problem: fmt.Sprintf("unexpected message type %T", msg)})
 	}
 
-	// Presence and multiplicity.
+	// Presence and multiplicity, counted in one pass: sipgo's GetHeaders
+	// lower-cases the name and allocates on every call.
+	var hs []sip.Header
+	if isReq {
+		hs = req.Headers()
+	} else {
+		hs = res.Headers()
+	}
+	var n [len(countedFields)]int
+	for _, h := range hs {
+		name := h.Name()
+		for i, f := range countedFields {
+			if strings.EqualFold(name, f) {
+				n[i]++
+				break
+			}
+		}
+	}
 	var missing []string
-	for _, name := range []string{"Via", "To", "From", "Call-ID", "CSeq"} {
-		if len(msg.GetHeaders(name)) == 0 {
+	for i, name := range countedFields[:5] {
+		if n[i] == 0 {
 			missing = append(missing, name)
 		}
 	}
-	if isReq && v.requireMaxFwd && len(msg.GetHeaders("Max-Forwards")) == 0 {
+	if isReq && v.requireMaxFwd && n[5] == 0 {
 		missing = append(missing, "Max-Forwards")
 	}
 	switch len(missing) {
@@ -60,8 +77,8 @@ func (v *Validator) Validate(msg sip.Message) error {
 		return sipstatus.BadRequest("Missing header fields: "+strings.Join(missing, ", "),
 			&Defect{Field: missing[0], Problem: "missing " + strings.Join(missing, ", ")})
 	}
-	for _, name := range []string{"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"} {
-		if len(msg.GetHeaders(name)) > 1 {
+	for i, name := range countedFields[1:] {
+		if n[i+1] > 1 {
 			return multipleField(name)
 		}
 	}
@@ -79,7 +96,10 @@ func (v *Validator) Validate(msg sip.Message) error {
 		return badField("CSeq", "unreadable")
 	}
 
-	for _, h := range msg.GetHeaders("Via") {
+	for _, h := range hs {
+		if !strings.EqualFold(h.Name(), "Via") {
+			continue
+		}
 		vh, ok := h.(*sip.ViaHeader)
 		if !ok {
 			return badField("Via", "unreadable")
@@ -142,6 +162,11 @@ func (v *Validator) Validate(msg sip.Message) error {
 	}
 	return nil
 }
+
+// countedFields are the fields Validate counts: the first five must be
+// present (RFC 3261 §8.1.1), Max-Forwards too when required, and all but
+// Via at most once.
+var countedFields = [...]string{"Via", "To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
 
 // checkOptionTags answers 420 with Unsupported listing the tags of the named
 // header fields that are not in supported.

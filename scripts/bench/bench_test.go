@@ -47,6 +47,9 @@ func getParams(t *testing.T) params {
 	if os.Getenv("SIPMESH_BENCH_MESH") == "0" {
 		p.mesh = false
 	}
+	if os.Getenv("SIPMESH_BENCH_RAMP") == "0" {
+		p.regRamp, p.callRamp = nil, nil
+	}
 	if os.Getenv("SIPMESH_BENCH_MEMORY") == "0" {
 		p.memory = 0
 	}

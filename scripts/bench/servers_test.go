@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/sipmesh/sipmesh/certs"
 	"github.com/sipmesh/sipmesh/internal/proctest"
+	"github.com/sipmesh/sipmesh/node"
 )
 
 const (
@@ -34,6 +37,9 @@ type server struct {
 	cpu     func() float64
 	mem     func() int64 // bytes: RSS (sipmesh node) or summed PSS (Kamailio)
 	check   func() error // nil while the server's processes are up
+	// profile writes a CPU profile of the first node over secs seconds to
+	// path (nil: the server has none).
+	profile func(secs int, path string) error
 }
 
 func here() string {
@@ -177,6 +183,7 @@ func startSipmesh(t testing.TB, n int, auth bool) (server, *proctest.Cluster) {
 		mem: func() int64 {
 			return rssOf(pidsWith(first.Config))
 		},
+		profile: func(secs int, path string) error { return fetchProfile(c, first, secs, path) },
 		check: func() error {
 			for _, name := range names {
 				if n := c.Node(name); n.Exited() {
@@ -276,6 +283,18 @@ func cpuOf(pids []int) float64 {
 			ut, _ := strconv.ParseFloat(f[11], 64)
 			st, _ := strconv.ParseFloat(f[12], 64)
 			total += (ut + st) / 100 // USER_HZ
+			if os.Getenv("CPUDBG") != "" {
+				var ns float64
+				tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+				for _, tk := range tasks {
+					data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, tk.Name()))
+					if f := strings.Fields(string(data)); len(f) > 0 {
+						v, _ := strconv.ParseFloat(f[0], 64)
+						ns += v
+					}
+				}
+				fmt.Printf("CPUDBG pid %d ut %v st %v sched %.3f\n", pid, ut, st, ns/1e9)
+			}
 		}
 	}
 	return total
@@ -333,4 +352,31 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// fetchProfile saves /debug/pprof/profile of node n, asked over the admin
+// API with the node's own certificate.
+func fetchProfile(c *proctest.Cluster, n *proctest.Node, secs int, path string) error {
+	mat, err := certs.Load(filepath.Join(c.Dir, "ca.crt"), filepath.Join(c.Dir, n.Name+".crt"), filepath.Join(c.Dir, n.Name+".key"), "")
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ClientConfig("", nil)}, Timeout: time.Duration(secs+10) * time.Second}
+	resp, err := hc.Get(fmt.Sprintf("https://%s:%d/debug/pprof/profile?seconds=%d", n.IP, node.DefaultAdminPort, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

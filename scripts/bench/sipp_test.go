@@ -201,6 +201,20 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 			"-timeout", strconv.Itoa(secs+15)+"s", "-trace_rtt", "-rtt_freq", strconv.Itoa(min(max(calls/100, 1), 100)), "-trace_err", "-max_log_size", "1000000", target)
 		runs = append(runs, startSipp(t, args...))
 	}
+	// SIPMESH_BENCH_PROFILE=DIR: a CPU profile of every sipmesh run.
+	profiled := make(chan struct{})
+	if dir := os.Getenv("SIPMESH_BENCH_PROFILE"); dir != "" && srv.profile != nil && secs > 2 {
+		path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-%d.pprof", srv.name, sc.Name, kind, rate))
+		go func() {
+			defer close(profiled)
+			if err := srv.profile(secs-1, path); err != nil {
+				t.Logf("%s: %v", path, err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
+	defer func() { <-profiled }()
 	var rtts []float64
 	var first, last float64
 	for _, s := range runs {

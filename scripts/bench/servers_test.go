@@ -283,18 +283,6 @@ func cpuOf(pids []int) float64 {
 			ut, _ := strconv.ParseFloat(f[11], 64)
 			st, _ := strconv.ParseFloat(f[12], 64)
 			total += (ut + st) / 100 // USER_HZ
-			if os.Getenv("CPUDBG") != "" {
-				var ns float64
-				tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-				for _, tk := range tasks {
-					data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, tk.Name()))
-					if f := strings.Fields(string(data)); len(f) > 0 {
-						v, _ := strconv.ParseFloat(f[0], 64)
-						ns += v
-					}
-				}
-				fmt.Printf("CPUDBG pid %d ut %v st %v sched %.3f\n", pid, ut, st, ns/1e9)
-			}
 		}
 	}
 	return total

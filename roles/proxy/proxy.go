@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,8 +168,10 @@ type Proxy struct {
 	ports map[int]bool              // our ports
 	via   map[string]string         // transport (lower) -> our host:port
 	udp   map[string]net.PacketConn // local address -> socket, for the stateless path's answers
-	lns   []listener
-	wg    sync.WaitGroup
+	// udpReaders are every UDP socket, several per address (listenUDP).
+	udpReaders []net.PacketConn
+	lns        []listener
+	wg         sync.WaitGroup
 
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
@@ -225,11 +226,13 @@ func New(cfg Config) (p *Proxy, err error) {
 		tr := strings.ToLower(l.Transport)
 		switch tr {
 		case "udp":
-			c, err := net.ListenPacket("udp", l.Addr)
+			conns, err := listenUDP(l.Addr)
 			if err != nil {
 				return nil, fmt.Errorf("proxy: listen %s://%s (key \"sip.listen\"): %w", tr, l.Addr, err)
 			}
+			c := conns[0]
 			p.udp[c.LocalAddr().String()] = c
+			p.udpReaders = append(p.udpReaders, conns...)
 			p.addSelf(tr, c.LocalAddr().String())
 		case "tcp", "ws", "tls", "wss":
 			var ln net.Listener
@@ -307,21 +310,14 @@ func (p *Proxy) Serve(ctx context.Context) {
 			go p.registerWorker()
 		}
 	}
-	// sipgo reads a UDP socket with one goroutine, and the read filter
-	// (pike, sipmsg's checks, the stateless REGISTER path) runs in it:
-	// one core for a node's whole UDP traffic. So each socket gets a
-	// reader per core, as Kamailio has a process per core. Datagrams from
-	// one source may then be processed out of order, which UDP allows.
-	for _, c := range p.udp {
-		for range max(2, runtime.GOMAXPROCS(0)) {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				if err := p.srv.ServeUDP(c); err != nil && !errors.Is(err, net.ErrClosed) {
-					p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
-				}
-			}()
-		}
+	for _, c := range p.udpReaders {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if err := p.srv.ServeUDP(c); err != nil && !errors.Is(err, net.ErrClosed) {
+				p.log.Error("proxy: UDP listener stopped", "addr", c.LocalAddr().String(), "err", err)
+			}
+		}()
 	}
 	for _, l := range p.lns {
 		tr, ln := l.tr, l.ln
@@ -368,7 +364,7 @@ func (p *Proxy) Close() error {
 }
 
 func (p *Proxy) closeListeners() {
-	for _, c := range p.udp {
+	for _, c := range p.udpReaders {
 		c.Close()
 	}
 	for _, l := range p.lns {

@@ -26,18 +26,19 @@ type params struct {
 	callRamp  []int
 	mesh      bool
 	memory    int // bindings for the memory figure; 0: none
+	repeat    int // fixed-rate runs per server, interleaved; the table shows the median
 	out       string
 }
 
 func getParams(t *testing.T) params {
-	p := params{secs: 2, regFixed: 20, callFixed: 10, out: filepath.Join(t.TempDir(), "results")}
+	p := params{secs: 2, regFixed: 20, callFixed: 10, repeat: 1, out: filepath.Join(t.TempDir(), "results")}
 	if os.Getenv("SIPMESH_BENCH") != "full" {
 		if v := os.Getenv("SIPMESH_BENCH_OUT"); v != "" {
 			p.out = v
 		}
 		return p
 	}
-	p.full, p.secs, p.mesh, p.memory = true, 10, true, 100000
+	p.full, p.secs, p.mesh, p.memory, p.repeat = true, 10, true, 100000, 3
 	p.regFixed, p.callFixed = 500, 100
 	p.regRamp = []int{250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000}
 	p.callRamp = []int{50, 100, 200, 300, 400, 600, 800, 1000, 1300, 1600, 2000}
@@ -46,6 +47,9 @@ func getParams(t *testing.T) params {
 	}
 	if os.Getenv("SIPMESH_BENCH_MESH") == "0" {
 		p.mesh = false
+	}
+	if v, err := strconv.Atoi(os.Getenv("SIPMESH_BENCH_REPEAT")); err == nil && v > 0 {
+		p.repeat = v
 	}
 	if os.Getenv("SIPMESH_BENCH_RAMP") == "0" {
 		p.regRamp, p.callRamp = nil, nil
@@ -142,8 +146,13 @@ func TestBench(t *testing.T) {
 		for _, srv := range servers {
 			runLoad(t, srv, sc, "warmup", 0, sc.Fixed, 1, nextPort())
 		}
-		for _, srv := range servers {
-			add(runLoad(t, srv, sc, "fixed", 0, sc.Fixed, p.secs, nextPort()))
+		// The fixed rate several times, A B A B …: the machine's other
+		// load comes and goes, and the median of a few runs is steadier
+		// than one.
+		for range p.repeat {
+			for _, srv := range servers {
+				add(runLoad(t, srv, sc, "fixed", 0, sc.Fixed, p.secs, nextPort()))
+			}
 		}
 		saturated := map[string]bool{}
 		for i, rate := range sc.Ramp {

@@ -23,7 +23,8 @@
 // SIPMESH_BENCH_OUT results folder (default results/bench at the module
 // root), SIPMESH_BENCH_MESH=0 skips the 3-node variant,
 // SIPMESH_BENCH_MEMORY=0 skips the 100,000-binding memory run,
-// SIPMESH_BENCH_RAMP=0 runs the fixed rates only,
+// SIPMESH_BENCH_RAMP=0 runs the fixed rates only, SIPMESH_BENCH_REPEAT=N
+// runs each fixed rate N times per server (default 3; the table shows the median),
 // SIPMESH_BENCH_PROFILE=DIR saves a CPU profile of every sipmesh run there,
 // SIPMESH_BENCH_SCENARIOS=register,register-auth,call picks scenarios,
 // SIPMESH_BENCH_ONLY=kamailio leaves sipmesh out.

@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// listenUDP opens a UDP listener as a reader per core (at least two), each
+// with a socket of its own in one SO_REUSEPORT group, and a classic BPF
+// program that hands each datagram to a socket at random.
+//
+// sipgo reads a socket with one goroutine, and the read filter (pike,
+// sipmsg's checks, the stateless REGISTER path) runs in it: one core for a
+// node's whole UDP traffic. Several goroutines reading one socket serialize
+// on its lock and wake each other for every datagram. Sockets of their own
+// are what Kamailio's processes have in effect (each blocks in recvfrom),
+// and the kernel's spread, random rather than by source address, keeps both
+// cores busy when all load comes from one peer, as it does from an SBC or
+// SIPp. Datagrams from one source may then be processed out of order, which
+// UDP allows anyway. Where SO_REUSEPORT cannot be had, one socket is used.
+func listenUDP(addr string) ([]net.PacketConn, error) {
+	n := max(2, runtime.GOMAXPROCS(0))
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	// A plain bind first: it fails, with the error operators know, when
+	// anything holds the address, another SO_REUSEPORT group included,
+	// which a second node started by mistake would otherwise join.
+	probe, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	laddr := probe.LocalAddr().String() // addr may say port 0
+	probe.Close()
+	first, err := lc.ListenPacket(context.Background(), "udp", laddr)
+	if err != nil {
+		// No SO_REUSEPORT here: one socket.
+		c, err := net.ListenPacket("udp", laddr)
+		if err != nil {
+			return nil, err
+		}
+		return []net.PacketConn{c}, nil
+	}
+	conns := []net.PacketConn{first}
+	if err := spreadRandomly(first, n); err != nil {
+		return conns, nil
+	}
+	for len(conns) < n {
+		c, err := lc.ListenPacket(context.Background(), "udp", laddr)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// spreadRandomly attaches to c's SO_REUSEPORT group a program that picks
+// the group's socket for each datagram at random among the first n.
+func spreadRandomly(c net.PacketConn, n int) error {
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtRand},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)},
+		bpf.RetA{},
+	})
+	if err != nil {
+		return err
+	}
+	filter := make([]unix.SockFilter, len(prog))
+	for i, ins := range prog {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return net.UnknownNetworkError("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+			&unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]})
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

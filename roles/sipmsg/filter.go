@@ -40,6 +40,9 @@ func (v *Validator) DatagramFilter(reject func(Rejection), take func(sip.Transpo
 		default:
 			return data, nil
 		}
+		if v.Plain(data) {
+			return data, nil
+		}
 		msg, err := v.Parse(data)
 		if err != nil {
 			if reject != nil {

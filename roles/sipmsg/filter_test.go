@@ -3,6 +3,7 @@ package sipmsg
 import (
 	"log/slog"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -139,5 +140,22 @@ func TestEscapeParam(t *testing.T) {
 		if _, err := parseURI("sip:a@example.test;gr=" + got); err != nil {
 			t.Errorf("sip:a@example.test;gr=%s does not parse: %v", got, err)
 		}
+	}
+}
+
+// A plain datagram goes to sipgo as it came, unread; one that is not is
+// what Parse read, written again.
+func TestDatagramFilterPassesPlain(t *testing.T) {
+	filter := New().DatagramFilter(nil, nil)
+	props := sip.TransportReadProps{Transport: "UDP"}
+	plain := readFile(t, filepath.Join("testdata", "sipp", "invite-auth.sip"))
+	out, err := filter(props, plain)
+	if err != nil || len(out) == 0 || &out[0] != &plain[0] {
+		t.Fatalf("plain INVITE: filter returned %d octets (err %v), not the datagram itself", len(out), err)
+	}
+	reg := readFile(t, filepath.Join("testdata", "sipp", "register.sip"))
+	out, err = filter(props, reg)
+	if err != nil || len(out) == 0 || &out[0] == &reg[0] {
+		t.Fatalf("REGISTER: filter returned %d octets (err %v), want Parse's rewrite", len(out), err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -99,8 +100,11 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		// MD5 first: SIPp and many phones answer the first challenge
 		// they are given and compute MD5 only (RFC 8760 §2.4 asks for
 		// preference order; clients that do SHA-256 still pick it).
-		auth, err = digest.New(digest.Config{Secret: secret, Algorithms: []digest.Algorithm{digest.MD5, digest.SHA256}},
-			users, digest.WithLogger(log), digest.WithNonceCounter(&meshNonceCounter{st: st, local: digest.NewMemoryCounter()}))
+		// Nonces are bound to this node (digest.Config.Issuer): counts are
+		// tracked here, in memory, and a replay to another node gets a
+		// stale=true challenge there, with no round trip per request.
+		auth, err = digest.New(digest.Config{Secret: secret, Algorithms: []digest.Algorithm{digest.MD5, digest.SHA256}, Issuer: n.Name()},
+			users, digest.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("node: SIP: %w", err)
 		}
@@ -124,13 +128,15 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		}
 		listen = append(listen, proxy.Listen{Transport: sl.Transport, Addr: sl.Addr})
 	}
+	mesh := sipMesh{n: n}
+	mesh.peers = mesh.watchPeers(ctx)
 	pc := proxy.Config{
 		Domain:  n.mat.Cluster,
 		Listen:  listen,
 		TLS:     &tls.Config{Certificates: []tls.Certificate{*n.mat.Certificate()}, MinVersion: tls.VersionTLS12},
 		Locator: locator{reg},
 		GRUUs:   locator{reg},
-		Mesh:    sipMesh{n},
+		Mesh:    mesh,
 		Logger:  log,
 
 		RateLimit:    n.cfg.SIP.RateLimit,
@@ -231,41 +237,6 @@ func derive(secret []byte, label, context string) []byte {
 	return m.Sum(nil)
 }
 
-// meshNonceCounter tracks nonce-counts in the registrar's replicated store
-// (key "digest-nonce:NONCE", expiring with the nonce), so that a request
-// replayed to another node of the mesh is refused too (RFC 7616 §3.4.5).
-// The record's value orders versions by count through registrar.Newer (as
-// a CSeq of the pseudo Call-ID "nc"), so holders keep the highest. This
-// node's own counter answers first; the check across nodes is a read then
-// a write, so two copies of one request sent to two nodes in the same
-// instant could both pass.
-type meshNonceCounter struct {
-	st    *store.Store
-	local *digest.MemoryCounter
-}
-
-func (c *meshNonceCounter) Advance(ctx context.Context, nonce string, nc uint64, expires time.Time) (bool, error) {
-	if ok, err := c.local.Advance(ctx, nonce, nc, expires); !ok || err != nil {
-		return ok, err
-	}
-	key := "digest-nonce:" + nonce
-	recs, err := c.st.Get(ctx, key)
-	if err != nil {
-		return false, fmt.Errorf("nonce counter: %w", err)
-	}
-	for _, r := range recs {
-		if seen, err := registrar.DecodeBinding(r.Value); err == nil && uint64(seen.CSeq) >= nc {
-			return false, nil
-		}
-	}
-	// nc has 8 hex digits (RFC 7616 §3.4): it fits a CSeq.
-	val := registrar.Binding{CallID: "nc", CSeq: uint32(nc)}.Encode()
-	if err := c.st.Put(ctx, key, store.Record{ID: "nc", Value: val, Expires: expires}); err != nil {
-		return false, fmt.Errorf("nonce counter: %w", err)
-	}
-	return true, nil
-}
-
 // regStore adapts the registrar's store to the replicated store.
 type regStore struct{ s *store.Store }
 
@@ -347,25 +318,68 @@ func (k knownUsers) Known(ctx context.Context, user, domain string) (bool, error
 }
 
 // sipMesh answers the proxy's questions from the overlay.
-type sipMesh struct{ n *Node }
+type sipMesh struct {
+	n     *Node
+	peers *peerIPs // nil: asked of the overlay each time
+}
 
 var sipServiceNames = []string{overlay.ServiceSIPUDP, overlay.ServiceSIPTCP, overlay.ServiceSIPTLS, overlay.ServiceSIPWS, overlay.ServiceSIPWSS}
 
 // IsPeer: a source IP that a live member advertises for SIP.
 func (m sipMesh) IsPeer(ip string) bool {
+	if m.peers != nil {
+		return (*m.peers.ips.Load())[ip]
+	}
+	return m.peerSet()[ip]
+}
+
+// peerSet is the SIP IPs of the alive and suspect members.
+func (m sipMesh) peerSet() map[string]bool {
+	out := map[string]bool{}
 	for _, mem := range m.n.ov.Members() {
 		if mem.State != overlay.StateAlive && mem.State != overlay.StateSuspect {
 			continue
 		}
 		for _, s := range sipServiceNames {
 			if a, ok := mem.Services[s]; ok {
-				if h, _, err := net.SplitHostPort(a); err == nil && h == ip {
-					return true
+				if h, _, err := net.SplitHostPort(a); err == nil {
+					out[h] = true
 				}
 			}
 		}
 	}
-	return false
+	return out
+}
+
+// peerIPs keeps sipMesh.peerSet up to date: every request asks IsPeer, and
+// copying the member list for each was work in proportion to the mesh.
+type peerIPs struct {
+	ips atomic.Pointer[map[string]bool]
+}
+
+// watchPeers fills a peerIPs now and after each membership change until
+// ctx is done.
+func (m sipMesh) watchPeers(ctx context.Context) *peerIPs {
+	p := &peerIPs{}
+	set := m.peerSet()
+	p.ips.Store(&set)
+	changed, cancel := m.n.ov.Subscribe()
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-changed:
+				if !ok {
+					return
+				}
+				set := m.peerSet()
+				p.ips.Store(&set)
+			}
+		}
+	}()
+	return p
 }
 
 func (m sipMesh) Alone() bool {
@@ -422,7 +436,7 @@ type presenceEdge struct {
 func (e presenceEdge) Handles(req *sip.Request) bool { return presence.Handles(req) }
 
 func (e presenceEdge) Owner(req *sip.Request) (string, bool, error) {
-	addr, name, err := sipMesh{e.n}.presenceOwner(presence.Key(req.Recipient))
+	addr, name, err := sipMesh{n: e.n}.presenceOwner(presence.Key(req.Recipient))
 	if err != nil {
 		return "", false, err
 	}

@@ -24,6 +24,7 @@ var (
 	ErrAlgorithmUnavailable = errors.New("digest: no HA1 of the user for the algorithm")
 	ErrInvalidNonce         = errors.New("digest: nonce not issued by this cluster")
 	ErrStaleNonce           = errors.New("digest: nonce is stale")
+	ErrForeignNonce         = errors.New("digest: nonce issued by another node")
 	ErrReplay               = errors.New("digest: nonce-count replayed")
 	ErrUnknownUser          = errors.New("digest: unknown user")
 	ErrWrongPassword        = errors.New("digest: wrong password")
@@ -75,6 +76,14 @@ type Config struct {
 	NonceLifetime time.Duration
 	// Algorithms are offered in this order (default SHA-256, then MD5).
 	Algorithms []Algorithm
+	// Issuer names this node. When set, a node accepts only the nonces it
+	// issued: a nonce of another node, with the right password, gets a
+	// fresh challenge with stale=true (RFC 7616 §3.3), so the client
+	// retries without asking its user, and nonce-counts are tracked where
+	// the nonce was issued, in memory, with no round trip to other nodes.
+	// Empty: any node's nonce is accepted, and replays across nodes are
+	// caught only by a shared NonceCounter.
+	Issuer string
 }
 
 // Authenticator issues challenges and verifies credentials.
@@ -158,7 +167,7 @@ func New(cfg Config, users Users, opts ...Option) (*Authenticator, error) {
 	a := &Authenticator{
 		cfg:     cfg,
 		users:   users,
-		nonces:  newNonces(cfg.Secret, rand.Reader),
+		nonces:  newNonces(cfg.Secret, cfg.Issuer, rand.Reader),
 		counter: nil,
 		now:     time.Now,
 		realmOf: defaultRealm,
@@ -288,7 +297,7 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	}
 
 	now := a.now()
-	issued, err := a.nonces.check(c.get("nonce"), realm)
+	issued, ours, err := a.nonces.check(c.get("nonce"), realm)
 	if err != nil || issued.After(now.Add(maxClockSkew)) {
 		return "", a.challengeError(realm, false, proxy, a.cfg.Algorithms, ErrInvalidNonce)
 	}
@@ -319,6 +328,9 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	// bothering the user (stale=true, RFC 7616 §3.3).
 	if now.Sub(issued) > a.cfg.NonceLifetime {
 		return "", a.challengeError(realm, true, proxy, a.cfg.Algorithms, ErrStaleNonce)
+	}
+	if !ours {
+		return "", a.challengeError(realm, true, proxy, a.cfg.Algorithms, ErrForeignNonce)
 	}
 	fresh, err := a.counter.Advance(ctx, c.get("nonce"), nc, issued.Add(a.cfg.NonceLifetime+maxClockSkew))
 	if err != nil {

@@ -463,3 +463,43 @@ func TestMemoryCounter(t *testing.T) {
 		t.Fatalf("Len %d after sweep, want 1", m.Len())
 	}
 }
+
+// With issuers, a node takes only its own nonces: another node's, with the
+// right password, gets stale=true (the client retries silently), so a
+// replay sent to another node is refused by a counter in memory.
+func TestNonceBoundToIssuer(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	ctx := context.Background()
+	node := func(name string) *Authenticator {
+		a, err := New(Config{Secret: []byte(testSecret), NonceLifetime: time.Minute, Issuer: name}, testUsers(), WithClock(c.now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	n1, n2 := node("n1"), node("n2")
+	req := register(t, "alice")
+	_, err := n1.Verify(ctx, req, false)
+	_, chs := challengeOf(t, err)
+	authorize(req, chs[0], "alice", "s3cret", 1, false)
+	if _, err := n1.Verify(ctx, req, false); err != nil {
+		t.Fatalf("n1 refused its own nonce: %v", err)
+	}
+	_, err = n2.Verify(ctx, req, false)
+	code, rch := challengeOf(t, err)
+	if code != 401 || !errors.Is(err, ErrForeignNonce) || rch[0].get("stale") != "true" {
+		t.Fatalf("n1's nonce at n2: %d %v %v, want 401 stale=true ErrForeignNonce", code, err, rch)
+	}
+	// n2's own challenge is then taken.
+	req2 := register(t, "alice")
+	authorize(req2, rch[0], "alice", "s3cret", 1, false)
+	if _, err := n2.Verify(ctx, req2, false); err != nil {
+		t.Fatalf("n2 refused its own nonce: %v", err)
+	}
+	// A wrong password with n1's nonce is still 403 at n2.
+	req3 := register(t, "alice")
+	authorize(req3, chs[0], "alice", "wrong", 2, false)
+	if _, err := n2.Verify(ctx, req3, false); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password with a foreign nonce: %v", err)
+	}
+}

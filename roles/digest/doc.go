@@ -5,12 +5,14 @@
 // Challenges offer each configured algorithm as its own WWW-Authenticate (or
 // Proxy-Authenticate) header, SHA-256 first, then MD5 (RFC 8760 §2.4: in order
 // of preference). Nonces are stateless and verifiable on any node of the mesh:
-// base64url(timestamp | random | HMAC-SHA256(secret, timestamp | random |
-// realm)); a nonce older than the configured lifetime is stale and, when the
-// response was otherwise right, is re-challenged with stale=true. The highest
-// nonce-count seen per nonce is tracked behind the small [NonceCounter]
-// interface (in memory by default; sipmesh backs it by the replicated store so
-// a replay is caught on every node).
+// base64url(timestamp | issuer | random | HMAC-SHA256(secret, timestamp |
+// issuer | random | realm)); a nonce older than the configured lifetime is
+// stale and, when the response was otherwise right, is re-challenged with
+// stale=true. With Config.Issuer set (sipmesh sets the node's name), a
+// node takes only its own nonces and re-challenges another node's with
+// stale=true, so the highest nonce-count seen per nonce, tracked behind
+// the small [NonceCounter] interface (in memory by default), catches a
+// replay sent to any node without asking the others.
 //
 // Verify returns typed errors built with roles/sipstatus: no usable
 // credentials, an unknown algorithm, a nonce not ours, a stale nonce or a

@@ -12,35 +12,46 @@ import (
 )
 
 const (
-	nonceTimeLen = 8
-	nonceRandLen = 12
-	nonceMACLen  = sha256.Size
-	nonceLen     = nonceTimeLen + nonceRandLen + nonceMACLen
+	nonceTimeLen   = 8
+	nonceIssuerLen = 8
+	nonceRandLen   = 12
+	nonceMACLen    = sha256.Size
+	nonceSigned    = nonceTimeLen + nonceIssuerLen + nonceRandLen
+	nonceLen       = nonceSigned + nonceMACLen
 	// maxClockSkew tolerates nodes whose clocks run ahead of ours.
 	maxClockSkew = 30 * time.Second
 )
 
 var nonceEncoding = base64.RawURLEncoding
 
-// nonces issues and checks stateless nonces bound to a realm:
-// base64url(timestamp | random | HMAC-SHA256(key, timestamp | random | realm)).
-// Any node with the same cluster secret can check a nonce another issued.
+// nonces issues and checks stateless nonces bound to a realm and to the
+// node that issued them:
+// base64url(timestamp | issuer | random | HMAC-SHA256(key, timestamp | issuer | random | realm)),
+// issuer being the first octets of SHA-256 of the node's name. Any node
+// with the same cluster secret can check a nonce another issued, and tell
+// that it did not issue it.
 type nonces struct {
-	key  []byte
-	rand io.Reader
+	key    []byte
+	issuer [nonceIssuerLen]byte
+	rand   io.Reader
 }
 
 // newNonces derives the nonce key from the cluster secret so the secret is
 // never used directly for anything else.
-func newNonces(secret []byte, rand io.Reader) *nonces {
+func newNonces(secret []byte, issuer string, rand io.Reader) *nonces {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("sipmesh digest nonce v1"))
-	return &nonces{key: m.Sum(nil), rand: rand}
+	m.Write([]byte("sipmesh digest nonce v2"))
+	n := &nonces{key: m.Sum(nil), rand: rand}
+	if issuer != "" {
+		h := sha256.Sum256([]byte(issuer))
+		copy(n.issuer[:], h[:])
+	}
+	return n
 }
 
 func (n *nonces) mac(b []byte, realm string) []byte {
 	m := hmac.New(sha256.New, n.key)
-	m.Write(b[:nonceTimeLen+nonceRandLen])
+	m.Write(b[:nonceSigned])
 	m.Write([]byte(realm))
 	return m.Sum(nil)
 }
@@ -48,23 +59,26 @@ func (n *nonces) mac(b []byte, realm string) []byte {
 func (n *nonces) issue(now time.Time, realm string) (string, error) {
 	b := make([]byte, nonceLen)
 	binary.BigEndian.PutUint64(b, uint64(now.Unix()))
-	if _, err := io.ReadFull(n.rand, b[nonceTimeLen:nonceTimeLen+nonceRandLen]); err != nil {
+	copy(b[nonceTimeLen:], n.issuer[:])
+	if _, err := io.ReadFull(n.rand, b[nonceTimeLen+nonceIssuerLen:nonceSigned]); err != nil {
 		return "", fmt.Errorf("digest: nonce randomness: %w", err)
 	}
-	copy(b[nonceTimeLen+nonceRandLen:], n.mac(b, realm))
+	copy(b[nonceSigned:], n.mac(b, realm))
 	return nonceEncoding.EncodeToString(b), nil
 }
 
 var errNonceForged = errors.New("digest: nonce was not issued by this cluster for this realm")
 
-// check verifies the MAC and returns the time the nonce was issued.
-func (n *nonces) check(nonce, realm string) (time.Time, error) {
+// check verifies the MAC and returns the time the nonce was issued and
+// whether this node issued it.
+func (n *nonces) check(nonce, realm string) (issued time.Time, ours bool, err error) {
 	b, err := nonceEncoding.DecodeString(nonce)
 	if err != nil || len(b) != nonceLen {
-		return time.Time{}, errNonceForged
+		return time.Time{}, false, errNonceForged
 	}
-	if !hmac.Equal(b[nonceTimeLen+nonceRandLen:], n.mac(b, realm)) {
-		return time.Time{}, errNonceForged
+	if !hmac.Equal(b[nonceSigned:], n.mac(b, realm)) {
+		return time.Time{}, false, errNonceForged
 	}
-	return time.Unix(int64(binary.BigEndian.Uint64(b)), 0), nil
+	ours = [nonceIssuerLen]byte(b[nonceTimeLen:nonceTimeLen+nonceIssuerLen]) == n.issuer
+	return time.Unix(int64(binary.BigEndian.Uint64(b)), 0), ours, nil
 }

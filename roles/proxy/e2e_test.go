@@ -523,17 +523,22 @@ func TestMeshRegisterAndCall(t *testing.T) {
 		}
 		replayedNonceCount(t, edge.IP, entry.IP, "127.0.40.108")
 
-		// A nonce issued by one node is good on another (stateless,
-		// signed with the cluster's secret).
+		// A nonce issued by one node, answered to another with the right
+		// password, gets that node's challenge with stale=true (nonces
+		// are bound to their node, DECISIONS.md), which is then taken.
 		res := exchange(t, edge.IP, "127.0.40.108", register("idle", "1", ""))
-		if res = exchange(t, entry.IP, "127.0.40.108", register("idle", "2", digestAuth(res, "idle", "idle-pw", 1))); !strings.HasPrefix(res, "SIP/2.0 200") {
-			t.Errorf("nonce from %s answered to %s: want 200, got %q", edge.Name, entry.Name, firstLine(res))
+		res = exchange(t, entry.IP, "127.0.40.108", register("idle", "2", digestAuth(res, "idle", "idle-pw", 1)))
+		if !strings.HasPrefix(res, "SIP/2.0 401") || !strings.Contains(strings.ToLower(res), "stale=true") {
+			t.Errorf("nonce from %s answered to %s: want 401 with stale=true, got\n%s", edge.Name, entry.Name, res)
+		}
+		if res = exchange(t, entry.IP, "127.0.40.108", register("idle", "3", digestAuth(res, "idle", "idle-pw", 1))); !strings.HasPrefix(res, "SIP/2.0 200") {
+			t.Errorf("%s's own nonce after stale=true: want 200, got %q", entry.Name, firstLine(res))
 		}
 
 		// A nonce the cluster issued ten minutes ago, answered with the
 		// right password, is stale: 401 with stale=true (RFC 7616 §3.3).
-		old := staleChallenge(t, filepath.Join(c.Dir, "ca.crt"), time.Now().Add(-10*time.Minute))
-		res = exchange(t, entry.IP, "127.0.40.108", register("idle", "3", digestAuth(old, "idle", "idle-pw", 1)))
+		old := staleChallenge(t, filepath.Join(c.Dir, "ca.crt"), entry.Name, time.Now().Add(-10*time.Minute))
+		res = exchange(t, entry.IP, "127.0.40.108", register("idle", "4", digestAuth(old, "idle", "idle-pw", 1)))
 		if !strings.HasPrefix(res, "SIP/2.0 401") || !strings.Contains(strings.ToLower(res), "stale=true") {
 			t.Errorf("stale nonce: want 401 with stale=true, got\n%s", res)
 		}
@@ -625,11 +630,11 @@ func param(h, name string) string {
 
 func md5hex(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
 
-// staleChallenge builds a 401 carrying a nonce the cluster would have
-// issued at when: the format of roles/digest (base64url(time | random |
-// HMAC(key, time | random | realm))) under the secret node/sip.go derives
-// from the CA certificate.
-func staleChallenge(t *testing.T, caPath string, when time.Time) string {
+// staleChallenge builds a 401 carrying a nonce node issuer would have
+// issued at when: the format of roles/digest (base64url(time | issuer |
+// random | HMAC(key, time | issuer | random | realm))) under the secret
+// node/sip.go derives from the CA certificate.
+func staleChallenge(t *testing.T, caPath, issuer string, when time.Time) string {
 	ca, err := os.ReadFile(caPath)
 	if err != nil {
 		t.Fatal(err)
@@ -638,11 +643,13 @@ func staleChallenge(t *testing.T, caPath string, when time.Time) string {
 	m.Write(ca)
 	m.Write([]byte(domain))
 	m = hmac.New(sha256.New, m.Sum(nil))
-	m.Write([]byte("sipmesh digest nonce v1"))
+	m.Write([]byte("sipmesh digest nonce v2"))
 	key := m.Sum(nil)
-	b := make([]byte, 20, 52)
+	b := make([]byte, 28, 60) // time, issuer, random; the MAC follows
 	binary.BigEndian.PutUint64(b, uint64(when.Unix()))
-	copy(b[8:], "0123456789ab")
+	iss := sha256.Sum256([]byte(issuer))
+	copy(b[8:], iss[:8])
+	copy(b[16:], "0123456789ab")
 	m = hmac.New(sha256.New, key)
 	m.Write(b)
 	m.Write([]byte(domain))

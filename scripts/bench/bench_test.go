@@ -40,13 +40,22 @@ func getParams(t *testing.T) params {
 	}
 	p.full, p.secs, p.mesh, p.memory, p.repeat = true, 10, true, 100000, 3
 	p.regFixed, p.callFixed = 500, 100
-	p.regRamp = []int{250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000}
+	p.regRamp = []int{250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12500, 15000, 20000}
 	p.callRamp = []int{50, 100, 200, 300, 400, 600, 800, 1000, 1300, 1600, 2000}
 	if v, err := strconv.Atoi(os.Getenv("SIPMESH_BENCH_STEP")); err == nil && v > 0 {
 		p.secs = v
 	}
 	if os.Getenv("SIPMESH_BENCH_MESH") == "0" {
 		p.mesh = false
+	}
+	if v := os.Getenv("SIPMESH_BENCH_FIXED"); v != "" {
+		reg, call, _ := strings.Cut(v, ",")
+		if n, err := strconv.Atoi(reg); err == nil && n > 0 {
+			p.regFixed = n
+		}
+		if n, err := strconv.Atoi(call); err == nil && n > 0 {
+			p.callFixed = n
+		}
 	}
 	if v, err := strconv.Atoi(os.Getenv("SIPMESH_BENCH_REPEAT")); err == nil && v > 0 {
 		p.repeat = v

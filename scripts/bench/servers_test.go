@@ -342,15 +342,24 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// fetchProfile saves /debug/pprof/profile of node n, asked over the admin
-// API with the node's own certificate.
+// fetchProfile saves the CPU profile of node n over secs seconds to path,
+// and its allocation profile (since the start) next to it, asked over the
+// admin API with the node's own certificate.
 func fetchProfile(c *proctest.Cluster, n *proctest.Node, secs int, path string) error {
 	mat, err := certs.Load(filepath.Join(c.Dir, "ca.crt"), filepath.Join(c.Dir, n.Name+".crt"), filepath.Join(c.Dir, n.Name+".key"), "")
 	if err != nil {
 		return err
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ClientConfig("", nil)}, Timeout: time.Duration(secs+10) * time.Second}
-	resp, err := hc.Get(fmt.Sprintf("https://%s:%d/debug/pprof/profile?seconds=%d", n.IP, node.DefaultAdminPort, secs))
+	base := fmt.Sprintf("https://%s:%d/debug/pprof/", n.IP, node.DefaultAdminPort)
+	if err := saveURL(hc, fmt.Sprintf("%sprofile?seconds=%d", base, secs), path); err != nil {
+		return err
+	}
+	return saveURL(hc, base+"allocs", strings.TrimSuffix(path, ".pprof")+".allocs.pprof")
+}
+
+func saveURL(hc *http.Client, url, path string) error {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return err
 	}

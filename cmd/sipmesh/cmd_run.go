@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/debug"
 
 	"github.com/sipmesh/sipmesh/node"
 )
@@ -20,9 +21,19 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	n, err := node.New(cfg, node.NewLogger(os.Stderr, cfg.Log))
 	if err != nil {
 		return err
 	}
 	return n.Run(ctx)
 }
+
+// defaultGCPercent is a running node's GOGC unless the environment sets
+// one: a SIP node's heap is mostly short-lived garbage per message, and
+// collecting at 200% growth instead of 100% cut its CPU per REGISTER by a
+// sixth (make bench), while a node with 100,000 bindings stays at about
+// 160 MB RSS (DECISIONS.md). GOGC and GOMEMLIMIT work as for any Go program.
+const defaultGCPercent = 200

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -55,6 +56,9 @@ type statelessRegister struct {
 	shed    atomic.Uint64
 	// lastShedLog is when shedding was last logged (unix nanoseconds).
 	lastShedLog atomic.Int64
+	// wire holds *bytes.Buffer for serializing answers: a REGISTER's
+	// answer is written once and, unless cached, dropped at once.
+	wire sync.Pool
 }
 
 func newStatelessRegister(queue int) *statelessRegister {
@@ -162,13 +166,19 @@ func (p *Proxy) answerRegister(j registerJob) {
 		s.replies.forget(j.key)
 		return
 	}
-	b := []byte(res.String())
+	buf, _ := s.wire.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	res.StringWrite(buf)
 	if j.req.GetHeader("Authorization") != nil {
-		s.replies.put(j.key, b)
+		s.replies.put(j.key, bytes.Clone(buf.Bytes()))
 	} else {
 		s.replies.forget(j.key)
 	}
-	p.writeUDP(j.props, j.req, b)
+	p.writeUDP(j.props, j.req, buf.Bytes())
+	s.wire.Put(buf)
 }
 
 // writeUDP sends a response from the socket the request came to, to where

@@ -24,6 +24,14 @@ import (
 // SIPp. Datagrams from one source may then be processed out of order, which
 // UDP allows anyway. Where SO_REUSEPORT cannot be had, one socket is used.
 func listenUDP(addr string) ([]net.PacketConn, error) {
+	conns, err := listenUDPGroup(addr)
+	for i, c := range conns {
+		conns[i] = newRawUDPConn(c)
+	}
+	return conns, err
+}
+
+func listenUDPGroup(addr string) ([]net.PacketConn, error) {
 	n := max(2, runtime.GOMAXPROCS(0))
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error

@@ -16,11 +16,12 @@ type address struct {
 	wildcard bool // Contact: *
 }
 
-// parseAddresses reads one address (list == false) or a comma-separated list.
-// nameAddrOnly demands the name-addr form (Route, Record-Route).
-func parseAddresses(v string, list, nameAddrOnly bool) ([]address, error) {
+// parseAddresses reads one address (list == false) or a comma-separated list,
+// appended to out (a caller's stack array spares the allocation for the
+// usual one value). nameAddrOnly demands the name-addr form (Route,
+// Record-Route).
+func parseAddresses(out []address, v string, list, nameAddrOnly bool) ([]address, error) {
 	p := &scanner{s: v}
-	var out []address
 	for {
 		a, err := p.address(nameAddrOnly)
 		if err != nil {

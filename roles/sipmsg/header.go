@@ -110,7 +110,7 @@ type headerLine struct {
 // field-name HCOLON field-value, HCOLON = *( SP / HTAB ) ":" SWS. Malformed
 // lines are skipped; the first problem is returned with the good lines.
 func splitHeaders(lines []string) ([]headerLine, error) {
-	var out []headerLine
+	out := make([]headerLine, 0, len(lines))
 	var first error
 	fail := func(err error) {
 		if first == nil {

@@ -226,6 +226,7 @@ func (v *Validator) readHead(head []byte) *reading {
 // 400 can still be routed back.
 func (v *Validator) addHeader(r *reading, h headerLine) error {
 	msg := r.msg
+	var one [1]address
 	switch h.name {
 	case "Via":
 		vias, err := parseVias(h.value)
@@ -241,7 +242,7 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			msg.AppendHeader(sipVia(vp))
 		}
 	case "To", "From":
-		as, err := parseAddresses(h.value, false, false)
+		as, err := parseAddresses(one[:0], h.value, false, false)
 		if err != nil {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField(h.name, err.Error())
@@ -257,7 +258,7 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			msg.AppendHeader(&sip.FromHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)})
 		}
 	case "Contact":
-		as, err := parseAddresses(h.value, true, false)
+		as, err := parseAddresses(one[:0], h.value, true, false)
 		if err != nil {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField("Contact", err.Error())
@@ -275,7 +276,7 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			msg.AppendHeader(&sip.ContactHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)})
 		}
 	case "Route", "Record-Route", "Path":
-		as, err := parseAddresses(h.value, true, true)
+		as, err := parseAddresses(one[:0], h.value, true, true)
 		if err != nil {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField(h.name, err.Error())

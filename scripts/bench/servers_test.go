@@ -367,6 +367,9 @@ func saveURL(hc *http.Client, url, path string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("profile: %s", resp.Status)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -243,7 +244,7 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	}
 	var c *credentials
 	var malformed error
-	for _, h := range req.GetHeaders(name) {
+	for h := range sipmsg.Headers(req, name) {
 		scheme, cr, err := parseCredentials(h.Value())
 		if !strings.EqualFold(scheme, "Digest") {
 			continue // RFC 4475 §3.3.7: an unknown scheme is no credentials

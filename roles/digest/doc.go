@@ -25,6 +25,6 @@
 // Credentials come from a [Users] implementation; [FileUsers] reads the YAML
 // users file and reloads it when it changes.
 //
-// The package depends on sipgo's message types, roles/sipstatus and
-// sigs.k8s.io/yaml; it must not import overlay, memberlist or another role.
+// The package depends on sipgo's message types, roles/sipstatus,
+// roles/sipmsg and sigs.k8s.io/yaml; it must not import overlay, memberlist or another role.
 package digest

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -252,9 +253,9 @@ func presentityOf(req *sip.Request) (string, error) {
 
 // eventOf returns the event package and its id parameter (RFC 6665 §8.2.1).
 func eventOf(req *sip.Request) (pkg, id string) {
-	h := req.GetHeader("Event")
+	h := sipmsg.Header(req, "Event")
 	if h == nil {
-		h = req.GetHeader("o") // compact form
+		h = sipmsg.Header(req, "o") // compact form
 	}
 	if h == nil {
 		return "", ""
@@ -272,7 +273,7 @@ func eventOf(req *sip.Request) (pkg, id string) {
 
 // expiresOf returns the Expires header in seconds, or def when absent.
 func expiresOf(req *sip.Request, def time.Duration) (time.Duration, error) {
-	h := req.GetHeader("Expires")
+	h := sipmsg.Header(req, "Expires")
 	if h == nil {
 		return def, nil
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 )
 
 // outgoing is a NOTIFY whose CSeq has been claimed in the store.
@@ -266,7 +268,7 @@ func (a *Agent) send(out *outgoing) bool {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		log.Debug("presence: NOTIFY delivered", "status", res.StatusCode)
 		return true
-	case res.GetHeader("Retry-After") != nil:
+	case sipmsg.Header(res, "Retry-After") != nil:
 		log.Info("presence: NOTIFY refused for now", "status", res.StatusCode)
 		return true
 	default:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -49,7 +50,7 @@ func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, e
 		return nil, err
 	}
 	ifMatch := ""
-	if h := req.GetHeader("SIP-If-Match"); h != nil {
+	if h := sipmsg.Header(req, "SIP-If-Match"); h != nil {
 		ifMatch = strings.TrimSpace(h.Value())
 	}
 	if ifMatch == "" && len(body) == 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -79,7 +80,7 @@ func (a *Agent) Subscribe(ctx context.Context, req *sip.Request, tx Responder) e
 	if dec == Pending {
 		s.State = StatePending
 	}
-	for _, h := range req.GetHeaders("Record-Route") {
+	for h := range sipmsg.Headers(req, "Record-Route") {
 		s.RouteSet = append(s.RouteSet, h.Value())
 	}
 

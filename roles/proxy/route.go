@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -148,7 +149,10 @@ func (p *Proxy) logFailure(in *inbound, err error) {
 	st := sipstatus.Of(err)
 	if st.Code >= 500 || st.Code == 0 {
 		p.log.Warn("proxy: request failed", "method", string(req.Method), "call_id", callID(req), "from", in.flow.String(), "status", st.Code, "err", err)
-	} else {
+	} else if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		// Checked first: a challenge (401/407) is part of nearly every
+		// call and REGISTER, and the arguments cost allocations even
+		// when the record is dropped.
 		p.log.Debug("proxy: request refused", "method", string(req.Method), "call_id", callID(req), "status", st.Code, "err", err)
 	}
 }
@@ -238,7 +242,7 @@ func loopHash(req *sip.Request) string {
 	if c := req.CSeq(); c != nil {
 		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
 	}
-	for _, r := range req.GetHeaders("Route") {
+	for r := range sipmsg.Headers(req, "Route") {
 		h.Write([]byte{0})
 		h.Write([]byte(r.Value()))
 	}
@@ -273,7 +277,7 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 	}
 	// §16.3 step 4. The key covers the Route set as received.
 	key := in.loopKey()
-	for _, h := range req.GetHeaders("Via") {
+	for h := range sipmsg.Headers(req, "Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if !ok || !p.self[v.Host] || !p.ports[v.Port] {
 			continue
@@ -504,13 +508,26 @@ func (p *Proxy) addPath(in *inbound) {
 	// Mesh.RegistrarAddr): with the flow's own transport, a node would
 	// have to reach us over TLS or WSS, with certificates it cannot
 	// check. The token still names the UA's flow.
-	u := p.ownURI("udp", &in.flow)
+	// Written out rather than through ownURI and sip.Uri: this is on
+	// every REGISTER, and sip.Uri's String builds each part apart.
+	addr, tr := p.ownAddr("udp")
+	token := p.flows.token(in.flow)
+	var b strings.Builder
+	b.Grow(len("<sip:@;transport=;lr;ob>") + len(token) + len(addr) + len(tr))
+	b.WriteString("<sip:")
+	b.WriteString(token)
+	b.WriteByte('@')
+	b.WriteString(addr)
+	b.WriteString(";transport=")
+	b.WriteString(tr)
+	b.WriteString(";lr")
 	// RFC 5626 §5.1: the first hop of an outbound registration says so
 	// with "ob", which the registrar checks.
 	if hasRegID(in.req) {
-		u.UriParams.Add("ob", "")
+		b.WriteString(";ob")
 	}
-	in.req.PrependHeader(sip.NewHeader("Path", "<"+u.String()+">"))
+	b.WriteByte('>')
+	in.req.PrependHeader(sip.NewHeader("Path", b.String()))
 }
 
 // registerHere has this node's registrar process a REGISTER (through a
@@ -529,7 +546,7 @@ func (p *Proxy) registerHere(ctx context.Context, in *inbound) (*sip.Response, e
 // hasRegID reports whether a Contact of the request carries reg-id
 // (RFC 5626 §4.2: the UA registers a flow).
 func hasRegID(req *sip.Request) bool {
-	for _, h := range req.GetHeaders("Contact") {
+	for h := range sipmsg.Headers(req, "Contact") {
 		if c, ok := h.(*sip.ContactHeader); ok && c.Params.Has("reg-id") {
 			return true
 		}
@@ -543,7 +560,7 @@ func hasRegID(req *sip.Request) bool {
 // keep-alives that keep the flow, and the NATs on its way, alive.
 func (p *Proxy) flowTimer(in *inbound, res *sip.Response) {
 	if in.peer || in.req.Method != sip.REGISTER || res.StatusCode/100 != 2 ||
-		res.GetHeader("Flow-Timer") != nil || !sipmsg.HasOptionTag(res, "Require", "outbound") {
+		sipmsg.Header(res, "Flow-Timer") != nil || !sipmsg.HasOptionTag(res, "Require", "outbound") {
 		return
 	}
 	d := p.cfg.FlowTimer
@@ -560,16 +577,7 @@ func (p *Proxy) flowTimer(in *inbound, res *sip.Response) {
 
 // ownURI is this node's URI on transport tr, with the token of f.
 func (p *Proxy) ownURI(tr string, f *flow) sip.Uri {
-	addr, ok := p.via[tr]
-	if !ok {
-		addr, tr = p.via["udp"], "udp"
-		if addr == "" {
-			for t, a := range p.via {
-				addr, tr = a, t
-				break
-			}
-		}
-	}
+	addr, tr := p.ownAddr(tr)
 	host, port, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(port)
 	u := sip.Uri{Scheme: "sip", Host: host, Port: n}
@@ -580,6 +588,22 @@ func (p *Proxy) ownURI(tr string, f *flow) sip.Uri {
 	u.UriParams.Add("transport", tr)
 	u.UriParams.Add("lr", "")
 	return u
+}
+
+// ownAddr is this node's address ("host:port", IPv6 in brackets) on
+// transport tr, else on UDP, else on any transport it listens on; on is
+// the transport the address is on.
+func (p *Proxy) ownAddr(tr string) (addr, on string) {
+	if addr, ok := p.via[tr]; ok {
+		return addr, tr
+	}
+	if addr := p.via["udp"]; addr != "" {
+		return addr, "udp"
+	}
+	for t, a := range p.via {
+		return a, t
+	}
+	return "", "udp"
 }
 
 // locate looks the AOR up and forks to its contacts (§16.5, §16.6).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -122,12 +123,12 @@ func (p *Proxy) statelessOK(req *sip.Request) bool {
 	if !strings.EqualFold(req.Recipient.Host, p.cfg.Domain) {
 		return false
 	}
-	for _, h := range req.GetHeaders("Via") {
+	for h := range sipmsg.Headers(req, "Via") {
 		if v, ok := h.(*sip.ViaHeader); ok && p.self[v.Host] && p.ports[v.Port] {
 			return false
 		}
 	}
-	for _, h := range req.GetHeaders("Route") {
+	for h := range sipmsg.Headers(req, "Route") {
 		r, ok := h.(*sip.RouteHeader)
 		if !ok || !p.isOwn(r.Address) {
 			return false
@@ -155,9 +156,16 @@ func (p *Proxy) registerWorker() {
 func (p *Proxy) answerRegister(j registerJob) {
 	s := p.stateless
 	in := p.inbound(j.req, nil)
-	ctx, cancel := context.WithTimeout(p.ctx, maxTransaction)
+	ctx := p.ctx
+	if !p.cfg.Mesh.Alone() {
+		// Replicas are written over the network: bounded. Alone, the
+		// store is this process's memory, and a deadline's timer would
+		// cost more than the REGISTER.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(p.ctx, maxTransaction)
+		defer cancel()
+	}
 	res, err := p.registerHere(ctx, in)
-	cancel()
 	if err != nil {
 		p.logFailure(in, err)
 		res = sipstatus.Response(j.req, err)
@@ -172,7 +180,7 @@ func (p *Proxy) answerRegister(j registerJob) {
 	}
 	buf.Reset()
 	res.StringWrite(buf)
-	if j.req.GetHeader("Authorization") != nil {
+	if sipmsg.Header(j.req, "Authorization") != nil {
 		s.replies.put(j.key, bytes.Clone(buf.Bytes()))
 	} else {
 		s.replies.forget(j.key)

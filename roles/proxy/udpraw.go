@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -26,6 +27,7 @@ type rawUDPConn struct {
 	*net.UDPConn
 	rc    syscall.RawConn
 	inet6 bool // the socket's family is AF_INET6 (dual stack): IPv4 peers as v4-mapped
+	ops   sync.Pool
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -50,35 +52,81 @@ func newRawUDPConn(c net.PacketConn) net.PacketConn {
 	return &rawUDPConn{UDPConn: uc, rc: rc, inet6: domain == unix.AF_INET6}
 }
 
+// rawOp is one system call's arguments and results. Its recv and send
+// are bound once, when the op is made: a closure over the call's own
+// variables, handed to RawConn.Read or Write, would move them to the heap
+// on every datagram.
+type rawOp struct {
+	buf        []byte
+	sa         unix.RawSockaddrAny // recvfrom fills it; sendto reads it
+	salen      uint32
+	n          int
+	errno      syscall.Errno
+	recv, send func(fd uintptr) bool
+}
+
+func (c *rawUDPConn) op(b []byte) *rawOp {
+	o, _ := c.ops.Get().(*rawOp)
+	if o == nil {
+		o = &rawOp{}
+		o.recv, o.send = o.recvfrom, o.sendto
+	}
+	o.buf = b
+	return o
+}
+
+// done returns o to the pool with its results.
+func (c *rawUDPConn) done(o *rawOp) (int, syscall.Errno) {
+	n, errno := o.n, o.errno
+	o.buf = nil
+	c.ops.Put(o)
+	return n, errno
+}
+
+func (o *rawOp) recvfrom(fd uintptr) bool {
+	for {
+		o.salen = unix.SizeofSockaddrAny
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)), 0,
+			uintptr(unsafe.Pointer(&o.sa)), uintptr(unsafe.Pointer(&o.salen)))
+		if e == unix.EINTR {
+			continue
+		}
+		o.n, o.errno = int(r), e
+		return e != unix.EAGAIN
+	}
+}
+
+func (o *rawOp) sendto(fd uintptr) bool {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)), 0,
+			uintptr(unsafe.Pointer(&o.sa)), uintptr(o.salen))
+		if e == unix.EINTR {
+			continue
+		}
+		o.n, o.errno = int(r), e
+		return e != unix.EAGAIN
+	}
+}
+
 // ReadFrom reads one datagram, as net.UDPConn.ReadFrom does.
 func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if len(b) == 0 {
 		return c.UDPConn.ReadFrom(b)
 	}
-	var (
-		n     int
-		errno syscall.Errno
-		sa    unix.RawSockaddrAny
-	)
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			salen := uint32(unix.SizeofSockaddrAny)
-			r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
-				uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
-			if e == unix.EINTR {
-				continue
-			}
-			n, errno = int(r), e
-			return e != unix.EAGAIN
-		}
-	})
-	if err == nil && errno != 0 {
-		err = errno
+	o := c.op(b)
+	err := c.rc.Read(o.recv)
+	if err == nil && o.errno != 0 {
+		err = o.errno
 	}
+	var from net.Addr
+	if err == nil {
+		from = udpAddrOf(&o.sa)
+	}
+	n, _ := c.done(o)
 	if err != nil {
 		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
 	}
-	return n, udpAddrOf(&sa), nil
+	return n, from, nil
 }
 
 // WriteTo sends one datagram to addr, as net.UDPConn.WriteTo does.
@@ -88,44 +136,27 @@ func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return c.UDPConn.WriteTo(b, addr)
 	}
 	ap := ua.AddrPort()
-	var (
-		sa4   unix.RawSockaddrInet4
-		sa6   unix.RawSockaddrInet6
-		sa    unsafe.Pointer
-		salen uintptr
-	)
 	ip := ap.Addr()
-	switch {
-	case !c.inet6 && ip.Unmap().Is4():
-		sa4.Family = unix.AF_INET
-		sa4.Addr = ip.Unmap().As4()
-		putPort(&sa4.Port, ap.Port())
-		sa, salen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
-	case c.inet6:
-		sa6.Family = unix.AF_INET6
-		sa6.Addr = ip.As16() // an IPv4 address comes out v4-mapped
-		putPort(&sa6.Port, ap.Port())
-		if ua.Zone != "" {
-			return c.UDPConn.WriteTo(b, addr) // scope IDs: the standard path
-		}
-		sa, salen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
-	default:
-		return c.UDPConn.WriteTo(b, addr) // IPv6 peer on an IPv4 socket: its error
+	v4 := !c.inet6 && ip.Unmap().Is4()
+	if !v4 && (!c.inet6 || ua.Zone != "") {
+		// An IPv6 peer on an IPv4 socket (its error), or a scope ID:
+		// the standard path.
+		return c.UDPConn.WriteTo(b, addr)
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), salen)
-			if e == unix.EINTR {
-				continue
-			}
-			n, errno = int(r), e
-			return e != unix.EAGAIN
-		}
-	})
+	o := c.op(b)
+	if v4 {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&o.sa))
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.Unmap().As4()}
+		putPort(&sa.Port, ap.Port())
+		o.salen = unix.SizeofSockaddrInet4
+	} else {
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&o.sa))
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()} // an IPv4 address comes out v4-mapped
+		putPort(&sa.Port, ap.Port())
+		o.salen = unix.SizeofSockaddrInet6
+	}
+	err := c.rc.Write(o.send)
+	n, errno := c.done(o)
 	if err == nil && errno != 0 {
 		err = errno
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -53,6 +54,7 @@ type Registrar struct {
 	log            *slog.Logger
 	gruuSecret     []byte
 	temp           *tempGRUUs // nil: no GRUUs issued
+	date           dateHeader
 }
 
 // Option configures a Registrar.
@@ -217,8 +219,10 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	if err != nil {
 		return nil, fmt.Errorf("registrar: reading %s: %w", aor, err)
 	}
-	current := map[string]Binding{}
-	curExp := map[string]time.Time{}
+	// An AOR has a handful of bindings: a slice on the stack, searched
+	// in order, costs less than maps on every REGISTER.
+	var room [4]liveBinding
+	cur := bindingSet(room[:0])
 	for _, rec := range recs {
 		if rec.Deleted {
 			continue
@@ -227,8 +231,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if err != nil {
 			continue
 		}
-		current[rec.ID] = b
-		curExp[rec.ID] = rec.Expires
+		cur.set(liveBinding{id: rec.ID, b: b, exp: rec.Expires})
 	}
 
 	var writes []Record
@@ -237,13 +240,13 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if !hasHeaderExpires || headerExpires != 0 {
 			return nil, sipstatus.BadRequest("Bad Contact: * needs Expires: 0", errors.New("registrar: wildcard contact without Expires: 0"))
 		}
-		for id, b := range current {
-			if b.CallID == callID && cseq.SeqNo < b.CSeq {
-				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, b.CSeq))
+		for _, c := range cur {
+			if c.b.CallID == callID && cseq.SeqNo < c.b.CSeq {
+				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, c.b.CSeq))
 			}
-			writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, curExp[id]))
-			delete(current, id)
+			writes = append(writes, r.tombstone(c.id, c.b, callID, cseq.SeqNo, c.exp))
 		}
+		cur = cur[:0]
 	}
 	path := pathOf(req)
 	outbound, err := outboundRegistration(req, contacts, path)
@@ -251,7 +254,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		return nil, err
 	}
 	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
+	if h := sipmsg.Header(req, "User-Agent"); h != nil {
 		ua = h.Value()
 	}
 	// Step 7: each contact.
@@ -298,11 +301,12 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 				id += ";reg-id=" + rid
 			}
 		}
-		if old, ok := current[id]; ok && old.CallID == callID {
-			if cseq.SeqNo < old.CSeq {
-				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, old.CSeq))
+		i := cur.find(id)
+		if old := cur.at(i); old != nil && old.b.CallID == callID {
+			if cseq.SeqNo < old.b.CSeq {
+				return nil, sipstatus.New(500, "Out-of-order CSeq", fmt.Errorf("%w: %d < %d", ErrOutOfOrder, cseq.SeqNo, old.b.CSeq))
 			}
-			if cseq.SeqNo == old.CSeq {
+			if cseq.SeqNo == old.b.CSeq {
 				// The same request again: a retransmission that reached
 				// us without a server transaction (the proxy answers
 				// REGISTERs statelessly). Like Kamailio's registrar, it
@@ -311,41 +315,40 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			}
 		}
 		if exp == 0 {
-			if _, ok := current[id]; ok {
-				writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, curExp[id]))
-				delete(current, id)
+			if old := cur.at(i); old != nil {
+				writes = append(writes, r.tombstone(id, b, callID, cseq.SeqNo, old.exp))
+				cur = slices.Delete(cur, i, i+1)
 			}
 			continue
 		}
 		writes = append(writes, Record{ID: id, Value: b.Encode(), Expires: b.Expires()})
-		current[id] = b
+		cur.set(liveBinding{id: id, b: b, exp: b.Expires(), uri: &c.Address})
 	}
 	if len(writes) > 0 {
 		if err := r.store.Put(ctx, aor, writes...); err != nil {
 			return nil, fmt.Errorf("registrar: writing %s: %w", aor, err)
 		}
 	}
-	r.log.Debug("registrar: REGISTER", "aor", aor, "changes", len(writes), "bindings", len(current))
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("registrar: REGISTER", "aor", aor, "changes", len(writes), "bindings", len(cur))
+	}
 
 	// Step 8: 200 OK listing every current binding with its expiry.
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
-	ids := make([]string, 0, len(current))
-	for id := range current {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		b := current[id]
-		var u sip.Uri
-		if err := sip.ParseUri(b.Contact, &u); err != nil {
-			continue
-		}
+	slices.SortFunc(cur, func(a, b liveBinding) int { return strings.Compare(a.id, b.id) })
+	for _, c := range cur {
+		b := c.b
 		left := b.ExpiresAt - now.Unix()
 		if left <= 0 {
 			continue
 		}
-		h := &sip.ContactHeader{Address: u}
+		h := &sip.ContactHeader{}
+		if c.uri != nil {
+			h.Address = *c.uri // the request's own contact: no need to parse it back
+		} else if err := sip.ParseUri(b.Contact, &h.Address); err != nil {
+			continue
+		}
 		h.Params.Add("expires", strconv.FormatInt(left, 10))
 		if b.Q != 1 {
 			h.Params.Add("q", strconv.FormatFloat(b.Q, 'f', -1, 64))
@@ -373,8 +376,68 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			res.AppendHeader(sip.NewHeader("Path", p))
 		}
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123[:len(time.RFC1123)-3]+"GMT")))
+	res.AppendHeader(sip.NewHeader("Date", r.date.format(now)))
 	return res, nil
+}
+
+// liveBinding is a binding of the AOR as a REGISTER leaves it.
+type liveBinding struct {
+	id  string
+	b   Binding
+	exp time.Time // the stored record's expiry (kept by tombstones)
+	// uri is the contact parsed, when this REGISTER carried it.
+	uri *sip.Uri
+}
+
+// bindingSet is an AOR's bindings, at most one per id.
+type bindingSet []liveBinding
+
+// find returns the index of id, or -1.
+func (s bindingSet) find(id string) int {
+	for i := range s {
+		if s[i].id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// at returns the binding at index i of find, or nil.
+func (s bindingSet) at(i int) *liveBinding {
+	if i < 0 {
+		return nil
+	}
+	return &s[i]
+}
+
+// set adds c or replaces the binding with its id.
+func (s *bindingSet) set(c liveBinding) {
+	if i := s.find(c.id); i >= 0 {
+		(*s)[i] = c
+		return
+	}
+	*s = append(*s, c)
+}
+
+// dateHeader formats the Date header field (RFC 3261 §20.17: RFC 1123
+// form, GMT), once a second rather than once a REGISTER.
+type dateHeader struct {
+	last atomic.Pointer[formattedDate]
+}
+
+type formattedDate struct {
+	unix int64
+	text string
+}
+
+func (d *dateHeader) format(now time.Time) string {
+	sec := now.Unix()
+	if f := d.last.Load(); f != nil && f.unix == sec {
+		return f.text
+	}
+	f := &formattedDate{unix: sec, text: now.UTC().Format(time.RFC1123[:len(time.RFC1123)-3] + "GMT")}
+	d.last.Store(f)
+	return f.text
 }
 
 // tombstone removes a binding; its value keeps the Call-ID and CSeq of the
@@ -392,7 +455,7 @@ func (r *Registrar) tombstone(id string, b Binding, callID string, cseq uint32, 
 func contactsOf(req *sip.Request) ([]*sip.ContactHeader, bool, error) {
 	var out []*sip.ContactHeader
 	wildcard := false
-	for _, h := range req.GetHeaders("Contact") {
+	for h := range sipmsg.Headers(req, "Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
 			c = &sip.ContactHeader{}
@@ -415,7 +478,7 @@ func contactsOf(req *sip.Request) ([]*sip.ContactHeader, bool, error) {
 }
 
 func expiresHeader(req *sip.Request) (time.Duration, bool, error) {
-	h := req.GetHeader("Expires")
+	h := sipmsg.Header(req, "Expires")
 	if h == nil {
 		return 0, false, nil
 	}
@@ -429,7 +492,7 @@ func expiresHeader(req *sip.Request) (time.Duration, bool, error) {
 // pathOf returns the Path values of the request, topmost first.
 func pathOf(req *sip.Request) []string {
 	var out []string
-	for _, h := range req.GetHeaders("Path") {
+	for h := range sipmsg.Headers(req, "Path") {
 		out = append(out, SplitList(h.Value())...)
 	}
 	return out

@@ -188,7 +188,7 @@ func tokenList(v string, allowEmpty bool) ([]string, error) {
 		return nil, errors.New("empty option-tag list")
 	}
 	var tags []string
-	for _, part := range strings.Split(v, ",") {
+	for part := range strings.SplitSeq(v, ",") {
 		t := strings.Trim(part, " \t")
 		if !isToken(t) {
 			return nil, errors.New("option-tag \"" + safeText(t, 40) + "\" is not a token")

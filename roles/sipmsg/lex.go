@@ -231,19 +231,16 @@ func isHost(s string) bool {
 }
 
 func isIPv4(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
-		return false
-	}
-	for _, part := range parts {
-		if len(part) > 3 {
+	parts := 0
+	for part := range strings.SplitSeq(s, ".") {
+		if parts++; parts > 4 || len(part) > 3 {
 			return false
 		}
 		if _, ok := parseUint(part, 255); !ok {
 			return false
 		}
 	}
-	return true
+	return parts == 4
 }
 
 func isIPv6Reference(s string) bool {
@@ -262,8 +259,8 @@ func isHostname(s string) bool {
 	if s == "" || len(s) > 255 {
 		return false
 	}
-	labels := strings.Split(s, ".")
-	for i, l := range labels {
+	last := ""
+	for l := range strings.SplitSeq(s, ".") {
 		if l == "" || !isAlphanum(l[0]) || !isAlphanum(l[len(l)-1]) {
 			return false
 		}
@@ -272,11 +269,9 @@ func isHostname(s string) bool {
 				return false
 			}
 		}
-		if i == len(labels)-1 && !isAlpha(l[0]) {
-			return false
-		}
+		last = l
 	}
-	return true
+	return isAlpha(last[0])
 }
 
 // isIPAddress: IPv4address / IPv6address (via-received).

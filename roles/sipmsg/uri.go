@@ -114,7 +114,7 @@ func parseURI(s string) (uri, error) {
 	// headers = "?" header *( "&" header ); header = hname "=" hvalue
 	if strings.HasPrefix(rest, "?") {
 		hnv := func(c byte) bool { return isUnreserved(c) || strings.IndexByte("[]/?:+$", c) >= 0 }
-		for _, h := range strings.Split(rest[1:], "&") {
+		for h := range strings.SplitSeq(rest[1:], "&") {
 			name, value, ok := strings.Cut(h, "=")
 			if !ok || name == "" {
 				return u, errors.New("malformed URI header")

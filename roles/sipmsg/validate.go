@@ -172,7 +172,7 @@ var countedFields = [...]string{"Via", "To", "From", "Call-ID", "CSeq", "Max-For
 // header fields that are not in supported.
 func checkOptionTags(req *sip.Request, name string, supported map[string]bool) error {
 	var unsupported []string
-	for _, h := range req.GetHeaders(name) {
+	for h := range Headers(req, name) {
 		tags, err := tokenList(h.Value(), false)
 		if err != nil {
 			return badField(name, err.Error())

@@ -183,7 +183,7 @@ func salvageVia(v string) (via, bool) {
 	if i := strings.IndexByte(rest, ','); i >= 0 {
 		rest = rest[:i]
 	}
-	for _, part := range strings.Split(rest, ";") {
+	for part := range strings.SplitSeq(rest, ";") {
 		name, value, ok := strings.Cut(part, "=")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
 		if ok && strings.EqualFold(name, "branch") && isToken(value) {

@@ -187,11 +187,10 @@ func (a *Agent) subscribeResponse(req *sip.Request, s *Subscription, exp time.Du
 // checkAccept refuses watchers whose Accept excludes PIDF (406; RFC 3856
 // §6.5: PIDF is the mandatory format, so no Accept means PIDF).
 func checkAccept(req *sip.Request) error {
-	hs := req.GetHeaders("Accept")
-	if len(hs) == 0 {
+	if sipmsg.Header(req, "Accept") == nil {
 		return nil
 	}
-	for _, h := range hs {
+	for h := range sipmsg.Headers(req, "Accept") {
 		for _, v := range strings.Split(h.Value(), ",") {
 			mt, _, err := mime.ParseMediaType(strings.TrimSpace(v))
 			if err != nil {

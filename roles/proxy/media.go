@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 )
 
 // Side is one party of a relayed call; RFC 3264 offer/answer runs between
@@ -157,16 +159,19 @@ func (p *Proxy) MediaEnded(callID string) {
 
 // sdpBody returns the SDP body of a message (Content-Type application/sdp,
 // RFC 3264 §5), nil when it has none. Multipart bodies are not looked into.
-func sdpBody(m sip.Message) []byte {
+func sdpBody(m interface {
+	sipmsg.Fields
+	Body() []byte
+}) []byte {
 	b := m.Body()
 	if len(b) == 0 {
 		return nil
 	}
-	hs := m.GetHeaders("Content-Type")
-	if len(hs) == 0 {
+	ct := sipmsg.Header(m, "Content-Type")
+	if ct == nil {
 		return nil
 	}
-	mt, _, _ := strings.Cut(hs[0].Value(), ";")
+	mt, _, _ := strings.Cut(ct.Value(), ";")
 	if !strings.EqualFold(strings.TrimSpace(mt), "application/sdp") {
 		return nil
 	}

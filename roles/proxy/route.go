@@ -3,7 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -229,24 +229,45 @@ func responseDest(req *sip.Request) string {
 
 // loopHash hashes what identifies a request at this hop (RFC 3261 §16.6
 // step 8): a request coming back with the same hash in one of our Vias is a
-// loop; with another one (a different Request-URI) a spiral.
+// loop; with another one (a different Request-URI) a spiral. The hash only
+// has to tell requests apart, not resist forgery: 64-bit FNV-1a, fed the
+// fields as sipgo writes them, with no string built per field.
 func loopHash(req *sip.Request) string {
-	h := sha256.New()
-	h.Write([]byte(req.Recipient.String()))
+	h := new(fnv64a)
+	*h = fnvOffset
+	req.Recipient.StringWrite(h)
 	for _, x := range []sip.Header{req.From(), req.To(), req.CallID()} {
 		if x != nil {
-			h.Write([]byte{0})
-			h.Write([]byte(x.Value()))
+			h.WriteString("\x00")
+			x.StringWrite(h)
 		}
 	}
 	if c := req.CSeq(); c != nil {
-		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
+		var n [20]byte
+		h.WriteString(string(strconv.AppendUint(n[:0], uint64(c.SeqNo), 10)))
 	}
 	for r := range sipmsg.Headers(req, "Route") {
-		h.Write([]byte{0})
-		h.Write([]byte(r.Value()))
+		h.WriteString("\x00")
+		r.StringWrite(h)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:6])
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], uint64(*h))
+	return hex.EncodeToString(sum[:6])
+}
+
+// fnv64a is a 64-bit FNV-1a hash that sipgo can write strings to.
+type fnv64a uint64
+
+const (
+	fnvOffset fnv64a = 14695981039346656037
+	fnvPrime  fnv64a = 1099511628211
+)
+
+func (h *fnv64a) WriteString(s string) (int, error) {
+	for i := 0; i < len(s); i++ {
+		*h = (*h ^ fnv64a(s[i])) * fnvPrime
+	}
+	return len(s), nil
 }
 
 const branchMagic = "z9hG4bK-sm"

@@ -2,7 +2,6 @@ package sipmsg
 
 import (
 	"bytes"
-	"net/netip"
 )
 
 // plainMethods are the methods whose plain messages may skip Parse.
@@ -155,8 +154,12 @@ func plainVia(v []byte) bool {
 	if bytes.Contains(v, []byte("255.255.255.255")) {
 		return false
 	}
-	parms := bytes.Split(v, []byte(","))
-	for i, parm := range parms {
+	// Split without bytes.Split, as everywhere here: this runs for every
+	// datagram, and a slice of pieces is an allocation each time.
+	n := bytes.Count(v, []byte(",")) + 1
+	i := -1
+	for parm := range bytes.SplitSeq(v, []byte(",")) {
+		i++
 		if i > 0 {
 			// "a, b" as sipp and sipgo join them; nothing else.
 			var ok bool
@@ -176,12 +179,12 @@ func plainVia(v []byte) bool {
 		if !plainHostPort(hostport) || hasParams && !plainParams(params) {
 			return false
 		}
-		if !hasParams && i < len(parms)-1 {
+		if !hasParams && i < n-1 {
 			return false // sipgo looks for the comma among the parameters only
 		}
 	}
 	// And Parse's own reader agrees.
-	if vs, err := parseVias(string(v)); err != nil || len(vs) != len(parms) {
+	if vs, err := parseVias(string(v)); err != nil || len(vs) != n {
 		return false
 	}
 	for rest := v; ; {
@@ -207,11 +210,12 @@ func plainStartLine(line []byte) bool {
 	if rest, ok := bytes.CutPrefix(line, []byte("SIP/2.0 ")); ok {
 		return len(rest) >= 4 && isDigits(string(rest[:3])) && rest[0] >= '1' && rest[0] <= '6' && rest[3] == ' '
 	}
-	f := bytes.Split(line, []byte(" "))
-	if len(f) != 3 || !plainMethods[string(f[0])] || string(f[2]) != "SIP/2.0" {
+	method, rest, _ := bytes.Cut(line, []byte(" "))
+	uri, version, _ := bytes.Cut(rest, []byte(" "))
+	if !plainMethods[string(method)] || string(version) != "SIP/2.0" {
 		return false
 	}
-	return plainURI(f[1])
+	return plainURI(uri)
 }
 
 func plainNumber(b []byte) (int, bool) {
@@ -229,7 +233,7 @@ func plainNumber(b []byte) (int, bool) {
 // plainNameAddrs: one or more "<sip:user@host:port;params>;params",
 // comma-separated.
 func plainNameAddrs(v []byte) bool {
-	for _, one := range bytes.Split(v, []byte(",")) {
+	for one := range bytes.SplitSeq(v, []byte(",")) {
 		one = bytes.TrimLeft(one, " ")
 		inner, params, ok := bytes.Cut(one, []byte(">"))
 		if !ok || len(inner) == 0 || inner[0] != '<' || !plainURI(inner[1:]) {
@@ -295,19 +299,24 @@ func plainHostPort(hp []byte) bool {
 	}
 	// RFC 3261 §25.1: an IPv4 address, or a host name whose top label
 	// starts with a letter.
-	labels := bytes.Split(host, []byte("."))
-	if top := labels[len(labels)-1]; !isAlpha(top[0]) {
-		if _, err := netip.ParseAddr(string(host)); err != nil || len(labels) != 4 {
-			return false
-		}
-	}
 	if len(host) > 255 {
 		return false
 	}
-	for _, l := range labels {
+	labels, octets := 0, 0
+	var top []byte
+	for l := range bytes.SplitSeq(host, []byte(".")) {
 		if len(l) == 0 || len(l) > 63 || !isAlphanum(l[0]) || !isAlphanum(l[len(l)-1]) {
 			return false
 		}
+		labels++
+		top = l
+		// An IPv4 octet as netip reads one: 0-255, no leading zero.
+		if n, ok := plainNumber(l); ok && n <= 255 && (len(l) == 1 || l[0] != '0') {
+			octets++
+		}
+	}
+	if !isAlpha(top[0]) && (labels != 4 || octets != 4) {
+		return false
 	}
 	if hasPort {
 		// Digits only: sipgo reads "5060 " as no port at all.
@@ -324,14 +333,17 @@ func plainHostPort(hp []byte) bool {
 // plainParams: "name" or "name=value" tokens separated by ";", at least
 // one, names in lower case.
 func plainParams(ps []byte) bool {
-	list := bytes.Split(ps, []byte(";"))
-	for i, p := range list {
+	off := 0
+	for p := range bytes.SplitSeq(ps, []byte(";")) {
 		name, value, hasValue := bytes.Cut(p, []byte("="))
-		for _, q := range list[:i] {
-			if n, _, _ := bytes.Cut(q, []byte("=")); bytes.Equal(n, name) {
-				return false // a parameter twice (Parse refuses it)
+		if off > 0 {
+			for q := range bytes.SplitSeq(ps[:off-1], []byte(";")) {
+				if n, _, _ := bytes.Cut(q, []byte("=")); bytes.Equal(n, name) {
+					return false // a parameter twice (Parse refuses it)
+				}
 			}
 		}
+		off += len(p) + 1
 		if len(name) == 0 || !isToken(string(name)) || hasValue && (len(value) == 0 || !isToken(string(value))) ||
 			bytes.IndexFunc(name, func(r rune) bool { return r >= 'A' && r <= 'Z' }) >= 0 {
 			return false // Parse lower-cases parameter names

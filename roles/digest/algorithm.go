@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"strings"
 )
 
@@ -30,13 +29,6 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 	return "", fmt.Errorf("digest: unsupported algorithm %q", s)
 }
 
-func (a Algorithm) newHash() hash.Hash {
-	if a == SHA256 {
-		return sha256.New()
-	}
-	return md5.New()
-}
-
 // hexLen is the length of a hex digest of the algorithm.
 func (a Algorithm) hexLen() int {
 	if a == SHA256 {
@@ -45,16 +37,25 @@ func (a Algorithm) hexLen() int {
 	return 2 * md5.Size
 }
 
-// H returns the lower-case hex digest of the parts joined by ":".
+// H returns the lower-case hex digest of the parts joined by ":". The
+// parts are joined in a stack buffer and hashed with md5.Sum or
+// sha256.Sum256: through hash.Hash, each part converted to bytes would be
+// an allocation.
 func (a Algorithm) H(parts ...string) string {
-	h := a.newHash()
+	var room [512]byte
+	in := room[:0]
 	for i, p := range parts {
 		if i > 0 {
-			h.Write([]byte{':'})
+			in = append(in, ':')
 		}
-		h.Write([]byte(p))
+		in = append(in, p...)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	if a == SHA256 {
+		sum := sha256.Sum256(in)
+		return hex.EncodeToString(sum[:])
+	}
+	sum := md5.Sum(in)
+	return hex.EncodeToString(sum[:])
 }
 
 // HA1 is H(username ":" realm ":" password) (RFC 7616 §3.4.2).

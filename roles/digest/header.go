@@ -50,26 +50,37 @@ func parseCredentials(v string) (scheme string, c credentials, err error) {
 		rest = strings.TrimLeft(rest[1:], " \t")
 		var value string
 		if strings.HasPrefix(rest, `"`) {
-			var b strings.Builder
+			// The value is a substring of the field unless it has
+			// quoted-pairs (RFC 3261 §25.1), which are rare.
+			var b []byte
 			k := 1
 			closed := false
 			for ; k < len(rest); k++ {
 				ch := rest[k]
 				if ch == '\\' && k+1 < len(rest) {
+					if b == nil {
+						b = append(make([]byte, 0, len(rest)), rest[1:k]...)
+					}
 					k++
-					b.WriteByte(rest[k])
+					b = append(b, rest[k])
 					continue
 				}
 				if ch == '"' {
 					closed = true
 					break
 				}
-				b.WriteByte(ch)
+				if b != nil {
+					b = append(b, ch)
+				}
 			}
 			if !closed {
 				return scheme, c, errors.New("digest: malformed credentials: unterminated quoted value of " + name)
 			}
-			value, rest = b.String(), rest[k+1:]
+			value = rest[1:k]
+			if b != nil {
+				value = string(b)
+			}
+			rest = rest[k+1:]
 		} else {
 			k := 0
 			for k < len(rest) && isTokenChar(rest[k]) {

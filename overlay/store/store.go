@@ -157,6 +157,7 @@ type Store struct {
 	clock *hlc
 
 	repairs sync.WaitGroup // read repairs and replica writes still running
+	batches putBatches     // replica writes in flight, per peer
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -202,6 +203,7 @@ func New(cfg Config, m Membership, peers Dialer) (*Store, error) {
 		stopped: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
+	s.batches.wg = &s.repairs
 	events, cancel := m.Subscribe()
 	go s.run(events, cancel)
 	return s, nil
@@ -313,7 +315,7 @@ func (s *Store) write(ctx context.Context, key string, recs []Record) error {
 	holders := names(nodes)
 	need := min(s.cfg.WriteQuorum, len(holders))
 	results := make(chan reply, len(holders))
-	req := &meshpb.PutRequest{Role: s.cfg.Role, Entries: []*meshpb.Entry{entryToPB(key, recs)}}
+	entry := entryToPB(key, recs)
 	for _, h := range holders {
 		if h == s.self {
 			s.local.apply(p, key, recs, s.cfg.Now())
@@ -327,7 +329,11 @@ func (s *Store) write(ctx context.Context, key string, recs []Record) error {
 			// must still reach the other holders.
 			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RPCTimeout)
 			defer cancel()
-			results <- reply{node: h, err: s.putRemote(c, h, req)}
+			results <- reply{node: h, err: s.batches.put(c, h, entry, func(ctx context.Context, entries []*meshpb.Entry) error {
+				ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
+				defer cancel()
+				return s.putRemote(ctx, h, &meshpb.PutRequest{Role: s.cfg.Role, Entries: entries})
+			})}
 		}()
 	}
 	acks, answered := 0, 0

@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sipmesh/sipmesh/overlay/rpc/meshpb"
+)
+
+// Writes that arrive while a Put to the peer is in flight go together in
+// the next one; every entry is sent once, every writer gets the answer to
+// the RPC that carried its entry, and the sender ends with the queue.
+func TestPutBatches(t *testing.T) {
+	var wg sync.WaitGroup
+	b := &putBatches{wg: &wg}
+	var rpcs atomic.Int64
+	var mu sync.Mutex
+	sent := map[string]int{}
+	release := make(chan struct{})
+	send := func(_ context.Context, es []*meshpb.Entry) error {
+		if rpcs.Add(1) == 1 {
+			<-release // the first RPC is slow: the others queue behind it
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range es {
+			sent[e.GetKey()]++
+		}
+		if len(es) > maxBatchEntries {
+			return fmt.Errorf("a batch of %d entries", len(es))
+		}
+		return nil
+	}
+	const writers = 600
+	errs := make(chan error, writers)
+	first := make(chan struct{})
+	go func() {
+		errs <- b.put(context.Background(), "n2", &meshpb.Entry{Key: "k0"}, send)
+	}()
+	go func() {
+		for rpcs.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(first)
+	}()
+	<-first
+	var started sync.WaitGroup
+	for i := 1; i < writers; i++ {
+		started.Add(1)
+		go func() {
+			started.Done()
+			errs <- b.put(context.Background(), "n2", &meshpb.Entry{Key: fmt.Sprint("k", i)}, send)
+		}()
+	}
+	started.Wait()
+	time.Sleep(50 * time.Millisecond) // let the writers queue
+	close(release)
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait() // the sender ended
+	if len(sent) != writers {
+		t.Fatalf("%d keys sent, want %d", len(sent), writers)
+	}
+	for k, n := range sent {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", k, n)
+		}
+	}
+	if n := rpcs.Load(); n < 3 || n > 1+writers/maxBatchEntries+2 {
+		t.Fatalf("%d RPCs for %d writes, want the queued ones batched by up to %d", n, writers, maxBatchEntries)
+	}
+
+	// A failed RPC fails the writes it carried, and only those.
+	boom := errors.New("peer down")
+	err := b.put(context.Background(), "n3", &meshpb.Entry{Key: "x"}, func(context.Context, []*meshpb.Entry) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("put over a failing RPC: %v", err)
+	}
+	// A writer that gives up gets its context's error; the entry may
+	// still reach the peer.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stuck := make(chan struct{})
+	err = b.put(ctx, "n4", &meshpb.Entry{Key: "y"}, func(context.Context, []*meshpb.Entry) error { <-stuck; return nil })
+	close(stuck)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled writer: %v", err)
+	}
+	wg.Wait()
+}

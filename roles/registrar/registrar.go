@@ -231,7 +231,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if err != nil {
 			continue
 		}
-		cur.set(liveBinding{id: rec.ID, b: b, exp: rec.Expires})
+		cur = cur.set(liveBinding{id: rec.ID, b: b, exp: rec.Expires})
 	}
 
 	var writes []Record
@@ -322,7 +322,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 			continue
 		}
 		writes = append(writes, Record{ID: id, Value: b.Encode(), Expires: b.Expires()})
-		cur.set(liveBinding{id: id, b: b, exp: b.Expires(), uri: &c.Address})
+		cur = cur.set(liveBinding{id: id, b: b, exp: b.Expires(), uri: &c.Address})
 	}
 	if len(writes) > 0 {
 		if err := r.store.Put(ctx, aor, writes...); err != nil {
@@ -410,13 +410,15 @@ func (s bindingSet) at(i int) *liveBinding {
 	return &s[i]
 }
 
-// set adds c or replaces the binding with its id.
-func (s *bindingSet) set(c liveBinding) {
+// set adds c, or replaces the binding with its id, and returns the set.
+// (A value receiver: through a pointer, the caller's array on the stack
+// would move to the heap.)
+func (s bindingSet) set(c liveBinding) bindingSet {
 	if i := s.find(c.id); i >= 0 {
-		(*s)[i] = c
-		return
+		s[i] = c
+		return s
 	}
-	*s = append(*s, c)
+	return append(s, c)
 }
 
 // dateHeader formats the Date header field (RFC 3261 §20.17: RFC 1123

@@ -16,11 +16,11 @@ const maxBatchEntries = 256
 // the load allows (group commit): the first write goes at once, and those
 // that arrive while an RPC is in flight wait for it to return and then go
 // together in the next one, each writer still waiting for the peer's
-// answer to its own entries. A Put of its own per write was, in a 3-node
-// mesh at 1,000 REGISTERs a second, a gRPC stream, an HTTP/2 frame, a TLS
-// record and a write system call on each side for every replica: most of
-// the mesh's CPU (pprof). At low load nothing changes: a lone write never
-// waits for company.
+// answer to its own entries. Each Put is a gRPC stream, an HTTP/2 frame, a
+// TLS record and a write system call on each side, the largest cost of a
+// 3-node mesh (pprof); batching pays where writes overlap, under load (at
+// 1,000 REGISTERs a second they rarely do: 0.909 to 0.886 CPU-s per 1,000).
+// At low load nothing changes: a lone write never waits for company.
 type putBatches struct {
 	wg    *sync.WaitGroup // counts the senders, for the store's Close
 	mu    sync.Mutex

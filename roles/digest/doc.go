@@ -26,5 +26,6 @@
 // users file and reloads it when it changes.
 //
 // The package depends on sipgo's message types, roles/sipstatus,
-// roles/sipmsg and sigs.k8s.io/yaml; it must not import overlay, memberlist or another role.
+// roles/sipmsg and sigs.k8s.io/yaml; it must not import overlay,
+// memberlist or another role.
 package digest

@@ -90,6 +90,7 @@
 // The agent reaches the store through [Store] and sends NOTIFYs through
 // [Sender], both defined here; [ClientSender] implements Sender over
 // sipgo's client. The package depends on sipgo's message types,
-// roles/sipstatus and roles/sipmsg; it must not import overlay, memberlist or another role
-// (its subpackage ringstore adapts overlay/store).
+// roles/sipstatus and roles/sipmsg; it must not import overlay,
+// memberlist or another role (its subpackage ringstore adapts
+// overlay/store).
 package presence

@@ -231,16 +231,17 @@ func isHost(s string) bool {
 }
 
 func isIPv4(s string) bool {
-	parts := 0
-	for part := range strings.SplitSeq(s, ".") {
-		if parts++; parts > 4 || len(part) > 3 {
+	for i := range 4 {
+		part, rest, more := strings.Cut(s, ".")
+		if more != (i < 3) || len(part) > 3 {
 			return false
 		}
 		if _, ok := parseUint(part, 255); !ok {
 			return false
 		}
+		s = rest
 	}
-	return parts == 4
+	return true
 }
 
 func isIPv6Reference(s string) bool {

@@ -302,20 +302,16 @@ func plainHostPort(hp []byte) bool {
 	if len(host) > 255 {
 		return false
 	}
-	labels, octets := 0, 0
 	var top []byte
 	for l := range bytes.SplitSeq(host, []byte(".")) {
 		if len(l) == 0 || len(l) > 63 || !isAlphanum(l[0]) || !isAlphanum(l[len(l)-1]) {
 			return false
 		}
-		labels++
 		top = l
-		// An IPv4 octet as netip reads one: 0-255, no leading zero.
-		if n, ok := plainNumber(l); ok && n <= 255 && (len(l) == 1 || l[0] != '0') {
-			octets++
-		}
 	}
-	if !isAlpha(top[0]) && (labels != 4 || octets != 4) {
+	// Parse's own IPv4 rule (the conversion does not allocate: isIPv4
+	// keeps nothing).
+	if !isAlpha(top[0]) && !isIPv4(string(host)) {
 		return false
 	}
 	if hasPort {

@@ -98,6 +98,13 @@ type SIPSection struct {
 	// FlowTimer is the Flow-Timer in seconds given to outbound
 	// registrations (RFC 5626 §5.4); 0: 120 on TCP/TLS/WS/WSS, 29 on UDP.
 	FlowTimer int `json:"flow_timer,omitempty"`
+	// TransactionWait is how long, in seconds, a finished transaction is
+	// kept to answer retransmissions (RFC 3261 §17 Timers D, J, L, M;
+	// RFC 6026). 0: the RFC's 64×T1 = 32 s. Kamailio's wait timer is 5 s;
+	// a shorter wait saves memory under load (about 10 KB a call for the
+	// wait), at the price of retransmissions that arrive later than it
+	// being processed afresh. Process-wide: `sipmesh run` applies it.
+	TransactionWait int `json:"transaction_wait,omitempty"`
 }
 
 // RelaySection is the "relay" key: the RTP relay role (ports, timeouts,
@@ -292,6 +299,9 @@ func (c *Config) defaultsAndValidate() error {
 	}
 	if c.SIP.FlowTimer < 0 || c.SIP.FlowTimer > 3600 {
 		return fmt.Errorf("key \"sip.flow_timer\": %d must be between 1 and 3600 seconds (0: the RFC 5626 defaults)", c.SIP.FlowTimer)
+	}
+	if c.SIP.TransactionWait < 0 || c.SIP.TransactionWait > 32 {
+		return fmt.Errorf("key \"sip.transaction_wait\": %d must be between 1 and 32 seconds (0: the RFC's 32 s)", c.SIP.TransactionWait)
 	}
 	if c.Relay.Ports != "" {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {

@@ -21,6 +21,9 @@ func TestSIPConfigKeys(t *testing.T) {
 		{`sip: {relay_foreign: true}`, `key "sip.relay_foreign"`, nil},
 		{`sip: {flow_timer: -1}`, `key "sip.flow_timer"`, nil},
 		{`sip: {flow_timer: 7200}`, `key "sip.flow_timer"`, nil},
+		{`sip: {transaction_wait: 5}`, "", func(c *Config) bool { return c.SIP.TransactionWait == 5 }},
+		{`sip: {transaction_wait: -1}`, `key "sip.transaction_wait"`, nil},
+		{`sip: {transaction_wait: 33}`, `key "sip.transaction_wait"`, nil},
 	}
 	for _, c := range cases {
 		cfg, err := ParseConfig([]byte(base+c.sip), t.TempDir())

@@ -145,6 +145,8 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		Resolver:     sipResolver{addr: n.cfg.Overlay.Resolver},
 		FlowKey:      derive(secret, "sipmesh flow token v1", n.Name()),
 		FlowTimer:    time.Duration(n.cfg.SIP.FlowTimer) * time.Second,
+
+		TransactionWait: time.Duration(n.cfg.SIP.TransactionWait) * time.Second,
 	}
 	if known != nil {
 		pc.Users = known

@@ -4,6 +4,9 @@ import (
 	"context"
 	"os"
 	"runtime/debug"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipmesh/sipmesh/node"
 )
@@ -24,6 +27,9 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if w := cfg.SIP.TransactionWait; w > 0 {
+		setTransactionWait(time.Duration(w) * time.Second)
+	}
 	n, err := node.New(cfg, node.NewLogger(os.Stderr, cfg.Log))
 	if err != nil {
 		return err
@@ -37,3 +43,13 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 // sixth (make bench), while a node with 100,000 bindings stays at about
 // 160 MB RSS (DECISIONS.md). GOGC and GOMEMLIMIT work as for any Go program.
 const defaultGCPercent = 200
+
+// setTransactionWait sets how long sipgo keeps finished transactions to
+// absorb retransmissions: Timer J (non-INVITE server), L and M (INVITE
+// after a 2xx, RFC 6026) and D (INVITE client after an error). They are
+// sipgo's package variables, so only the process sets them, before any
+// transaction exists; tests running several nodes in one process keep the
+// RFC values.
+func setTransactionWait(d time.Duration) {
+	sip.Timer_D, sip.Timer_J, sip.Timer_L, sip.Timer_M = d, d, d, d
+}

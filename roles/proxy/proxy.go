@@ -146,6 +146,12 @@ type Config struct {
 	// RegisterQueue bounds the REGISTERs waiting for the stateless path's
 	// workers (see stateless.go); beyond it they get 503. 0: 4096.
 	RegisterQueue int
+	// TransactionWait is how long the stateless REGISTER path remembers
+	// an answer to repeat it to a retransmission (the part of Timer J it
+	// stands in for, RFC 3261 §17.2.2). 0: 64×T1, 32 s. sipgo's own
+	// transactions follow its package timers, which the process sets
+	// (cmd/sipmesh) since they are global.
+	TransactionWait time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -215,7 +221,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	}
 	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))
 	if cfg.Registrar != nil {
-		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue))
+		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), cmp.Or(cfg.TransactionWait, 64*sip.T1))
 	}
 	defer func() {
 		if err != nil {

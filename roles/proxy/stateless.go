@@ -62,8 +62,8 @@ type statelessRegister struct {
 	wire sync.Pool
 }
 
-func newStatelessRegister(queue int) *statelessRegister {
-	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(sip.Timer_J), seed: maphash.MakeSeed()}
+func newStatelessRegister(queue int, wait time.Duration) *statelessRegister {
+	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(wait), seed: maphash.MakeSeed()}
 }
 
 // takeRegister is the read filter's hook (sipmsg.Validator.DatagramFilter):
@@ -254,8 +254,12 @@ func newReplyCache(span time.Duration) *replyCache {
 }
 
 func (c *replyCache) rotate(now time.Time) {
-	if now.Sub(c.rotated) < c.span {
+	age := now.Sub(c.rotated)
+	if age < c.span {
 		return
+	}
+	if age >= 2*c.span { // idle for two spans: both generations are old
+		c.cur = map[uint64][]byte{}
 	}
 	c.prev, c.cur, c.rotated = c.cur, make(map[uint64][]byte, len(c.cur)), now
 }

@@ -61,6 +61,32 @@ func TestStatelessRegisterRetransmission(t *testing.T) {
 	}
 }
 
+// Config.TransactionWait bounds how long an answer with credentials is
+// remembered: a retransmission after it is processed afresh, as one
+// after Timer J would be by a server transaction (RFC 3261 §17.2.2).
+func TestStatelessRegisterTransactionWait(t *testing.T) {
+	reg := &countingRegistrar{release: make(chan struct{})}
+	close(reg.release)
+	const wait = 200 * time.Millisecond
+	_, addr, _ := startProxy(t, Config{Registrar: reg, TransactionWait: wait})
+	conn, err := net.ListenPacket("udp", "127.0.44.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.5:5060>\r\n",
+		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	first := roundTrip(t, conn, addr, msg)
+	if again := roundTrip(t, conn, addr, msg); again != first || reg.calls.Load() != 1 {
+		t.Fatalf("retransmission within the wait: %d registrar calls, same answer %v", reg.calls.Load(), again == first)
+	}
+	// Entries live between one and two spans (two generations).
+	time.Sleep(2*wait + 50*time.Millisecond)
+	if late := roundTrip(t, conn, addr, msg); late == first || reg.calls.Load() != 2 {
+		t.Fatalf("retransmission after the wait: %d registrar calls, same answer %v; want it processed again", reg.calls.Load(), late == first)
+	}
+}
+
 // When the REGISTER queue is full the node answers 503 with Retry-After
 // (RFC 3261 §21.5.4) rather than queueing without bound, and says so in
 // its log.

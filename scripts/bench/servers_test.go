@@ -138,7 +138,8 @@ func startKamailio(t testing.TB, auth bool) server {
 func startSipmesh(t testing.TB, n int, auth bool) (server, *proctest.Cluster) {
 	t.Helper()
 	c := proctest.NewCluster(t, domain, subnet)
-	sipKeys := `sip: {listen: ["udp://%IP%:5060"]`
+	// The same retransmission window as Kamailio's wt_timer (kamailio.cfg).
+	sipKeys := `sip: {listen: ["udp://%IP%:5060"], transaction_wait: 5`
 	if auth {
 		var u strings.Builder
 		u.WriteString("users:\n")

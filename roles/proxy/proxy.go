@@ -232,9 +232,13 @@ func New(cfg Config) (p *Proxy, err error) {
 		tr := strings.ToLower(l.Transport)
 		switch tr {
 		case "udp":
-			conns, err := listenUDP(l.Addr)
+			conns, rcvbuf, err := listenUDP(l.Addr)
 			if err != nil {
 				return nil, fmt.Errorf("proxy: listen %s://%s (key \"sip.listen\"): %w", tr, l.Addr, err)
+			}
+			if rcvbuf < udpReadBuffer {
+				log.Warn("proxy: UDP receive buffer smaller than asked; bursts may be dropped: raise sysctl net.core.rmem_max",
+					"listen", l.Addr, "bytes", rcvbuf, "asked", udpReadBuffer)
 			}
 			c := conns[0]
 			p.udp[c.LocalAddr().String()] = c

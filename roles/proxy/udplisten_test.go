@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,7 @@ import (
 // The sockets of one listener share its address, all of them receive,
 // and a second listener on the same address is refused as before.
 func TestListenUDPSpreads(t *testing.T) {
-	conns, err := listenUDP("127.0.0.1:0")
+	conns, _, err := listenUDP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func TestListenUDPSpreads(t *testing.T) {
 			t.Fatalf("sockets on %s and %s", addr, c.LocalAddr())
 		}
 	}
-	if _, err := listenUDP(addr); err == nil || !strings.Contains(err.Error(), "address already in use") {
+	if _, _, err := listenUDP(addr); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("a second listener on %s: %v, want address already in use", addr, err)
 	}
 
@@ -69,4 +71,55 @@ func TestListenUDPSpreads(t *testing.T) {
 		t.Fatalf("datagrams per socket %v: not every one of %d sockets received", per, len(conns))
 	}
 	t.Logf("datagrams per socket: %v", per)
+}
+
+// A burst of 3 MB that nobody reads meanwhile, far beyond the kernel's
+// default receive buffer, is all there when the readers come back: what a
+// node needs to ride out a pause without losing datagrams.
+func TestListenUDPHoldsBursts(t *testing.T) {
+	limit, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Skip(err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(limit))); n < udpReadBuffer {
+		t.Skipf("net.core.rmem_max is %d: the buffer cannot be had here", n)
+	}
+	conns, rcvbuf, err := listenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if rcvbuf < udpReadBuffer {
+		t.Fatalf("receive buffer %d, want %d", rcvbuf, udpReadBuffer)
+	}
+	src, err := net.Dial("udp", conns[0].LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	const sent, size = 3000, 1000
+	msg := make([]byte, size)
+	for range sent {
+		if _, err := src.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := 0
+	buf := make([]byte, 2*size)
+	for _, c := range conns {
+		for {
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				break
+			}
+			received++
+		}
+	}
+	if received != sent {
+		t.Fatalf("%d of %d datagrams kept", received, sent)
+	}
 }

@@ -128,10 +128,9 @@ func (k *tempGRUUs) open(uriUser string) (user string, instance, callID []byte, 
 
 // gruuParams adds pub-gruu and temp-gruu to the 200's Contact of binding b
 // (RFC 5627 §5.1: quoted URIs).
-func (r *Registrar) gruuParams(h *sip.ContactHeader, b Binding) {
-	h.Params.Add("pub-gruu", `"`+PubGRUU(b.AOR, b.Instance)+`"`)
+func (r *Registrar) gruuParams(v *strings.Builder, b Binding) {
 	user, _, _ := strings.Cut(b.AOR, "@")
-	h.Params.Add("temp-gruu", `"`+r.temp.mint(user, b.Instance, b.CallID)+`"`)
+	v.WriteString(`;pub-gruu="` + PubGRUU(b.AOR, b.Instance) + `";temp-gruu="` + r.temp.mint(user, b.Instance, b.CallID) + `"`)
 }
 
 // LookupGRUU resolves a GRUU of this domain (RFC 5627 §5.3): it returns the

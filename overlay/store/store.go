@@ -442,13 +442,29 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (map[string][]Record
 	return out, err
 }
 
-// live filters merged records down to what a caller is served.
+// live filters merged records down to what a caller is served, with
+// values of its own: they are copied into one buffer, not one allocation
+// each, as an AOR with many bindings is read on every REGISTER.
 func (s *Store) live(recs []Record) []Record {
 	now := s.cfg.Now()
-	var out []Record
+	n, size := 0, 0
 	for _, r := range recs {
 		if r.Live(now) {
-			r.Value = slices.Clone(r.Value)
+			n, size = n+1, size+len(r.Value)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Record, 0, n)
+	buf := make([]byte, 0, size)
+	for _, r := range recs {
+		if r.Live(now) {
+			if r.Value != nil {
+				start := len(buf)
+				buf = append(buf, r.Value...)
+				r.Value = buf[start:len(buf):len(buf)] // capped: a caller's append cannot spill into the next
+			}
 			r.horizon = time.Time{}
 			out = append(out, r)
 		}

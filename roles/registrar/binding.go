@@ -111,13 +111,10 @@ func IsBinding(v []byte) bool { return len(v) > 0 && v[0] == bindingFormat }
 
 // DecodeBinding reads a stored binding (Encode's form, or JSON).
 func DecodeBinding(v []byte) (Binding, error) {
-	var b Binding
 	if !IsBinding(v) {
-		if err := json.Unmarshal(v, &b); err != nil {
-			return Binding{}, fmt.Errorf("%w: %w", ErrBadBinding, err)
-		}
-		return b, nil
+		return decodeJSONBinding(v)
 	}
+	var b Binding // on the stack: only the JSON path needs its address
 	d := decoder{v: v[1:], s: string(v[1:])}
 	b.CallID = d.str()
 	b.CSeq = d.uint32()
@@ -140,6 +137,14 @@ func DecodeBinding(v []byte) (Binding, error) {
 	b.ExpiresAt = d.varint()
 	if d.bad || len(d.v) != 0 {
 		return Binding{}, fmt.Errorf("%w: %d octets, malformed", ErrBadBinding, len(v))
+	}
+	return b, nil
+}
+
+func decodeJSONBinding(v []byte) (Binding, error) {
+	var b Binding
+	if err := json.Unmarshal(v, &b); err != nil {
+		return Binding{}, fmt.Errorf("%w: %w", ErrBadBinding, err)
 	}
 	return b, nil
 }

@@ -113,10 +113,17 @@ type sippRun struct {
 	done chan struct{}
 }
 
+// sippBuffer is the socket buffer size SIPp asks for (the kernel caps it
+// at net.core.rmem_max/wmem_max), the same for every server measured.
+const sippBuffer = 4 << 20
+
 func startSipp(t testing.TB, args ...string) *sippRun {
 	t.Helper()
 	s := &sippRun{dir: t.TempDir(), out: &proctest.Buffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command("sipp", append([]string{"-nostdin"}, args...)...)
+	// SIPp's socket buffers default to 64 KB: a scheduling pause of
+	// the load generator on a busy 2-core host then drops the server's
+	// answers, and the retransmission is counted against the server.
+	s.cmd = exec.Command("sipp", append([]string{"-nostdin", "-buff_size", strconv.Itoa(sippBuffer)}, args...)...)
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

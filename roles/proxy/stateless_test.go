@@ -29,21 +29,31 @@ func (r *countingRegistrar) Register(_ context.Context, req *sip.Request, _ stri
 	return res, nil
 }
 
+// credentialedRegister starts a proxy with cfg and a registrar that counts
+// its calls, and returns a socket on ip with a REGISTER carrying
+// credentials to send from it.
+func credentialedRegister(t *testing.T, cfg Config, ip string) (*countingRegistrar, net.PacketConn, string, string) {
+	t.Helper()
+	reg := &countingRegistrar{release: make(chan struct{})}
+	close(reg.release)
+	cfg.Registrar = reg
+	_, addr, _ := startProxy(t, cfg)
+	conn, err := net.ListenPacket("udp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@"+ip+":5060>\r\n",
+		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	return reg, conn, addr, msg
+}
+
 // A retransmitted REGISTER with credentials is answered with the very
 // same response and reaches the registrar once, as a server transaction would (RFC 3261
 // §17.2.2): with digest nonce counts, processing it twice would refuse
 // the retransmission as a replay.
 func TestStatelessRegisterRetransmission(t *testing.T) {
-	reg := &countingRegistrar{release: make(chan struct{})}
-	close(reg.release)
-	_, addr, _ := startProxy(t, Config{Registrar: reg})
-	conn, err := net.ListenPacket("udp", "127.0.44.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.3:5060>\r\n",
-		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	reg, conn, addr, msg := credentialedRegister(t, Config{}, "127.0.44.3")
 	first := roundTrip(t, conn, addr, msg)
 	again := roundTrip(t, conn, addr, msg)
 	if !strings.HasPrefix(first, "SIP/2.0 200") || again != first {
@@ -65,17 +75,8 @@ func TestStatelessRegisterRetransmission(t *testing.T) {
 // remembered: a retransmission after it is processed afresh, as one
 // after Timer J would be by a server transaction (RFC 3261 §17.2.2).
 func TestStatelessRegisterTransactionWait(t *testing.T) {
-	reg := &countingRegistrar{release: make(chan struct{})}
-	close(reg.release)
 	const wait = 200 * time.Millisecond
-	_, addr, _ := startProxy(t, Config{Registrar: reg, TransactionWait: wait})
-	conn, err := net.ListenPacket("udp", "127.0.44.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.5:5060>\r\n",
-		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	reg, conn, addr, msg := credentialedRegister(t, Config{TransactionWait: wait}, "127.0.44.5")
 	first := roundTrip(t, conn, addr, msg)
 	if again := roundTrip(t, conn, addr, msg); again != first || reg.calls.Load() != 1 {
 		t.Fatalf("retransmission within the wait: %d registrar calls, same answer %v", reg.calls.Load(), again == first)

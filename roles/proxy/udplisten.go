@@ -30,7 +30,7 @@ import (
 func listenUDP(addr string) (conns []net.PacketConn, readBuffer int, err error) {
 	conns, err = listenUDPGroup(addr)
 	for i, c := range conns {
-		if got := setReadBuffer(c, udpReadBuffer); readBuffer == 0 || got < readBuffer {
+		if got := setReadBuffer(c, udpReadBuffer); i == 0 || got < readBuffer {
 			readBuffer = got
 		}
 		conns[i] = newRawUDPConn(c)
@@ -39,8 +39,8 @@ func listenUDP(addr string) (conns []net.PacketConn, readBuffer int, err error) 
 }
 
 // udpReadBuffer is the receive buffer asked for each UDP socket. The
-// default (208 KB on Linux) holds a few hundred datagrams, a tenth of a
-// second at 1,700 calls a second, and the bench saw a node drop hundreds
+// default (208 KB on Linux) holds a hundred-odd datagrams, some 10 ms of
+// traffic at 1,700 calls a second, and the bench saw a node drop hundreds
 // of datagrams a second at that rate while its heap grew (each lost one
 // costs the caller a 500 ms retransmission), though its readers kept up
 // on average. 4 MB rides out such stalls.

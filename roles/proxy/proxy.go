@@ -143,6 +143,10 @@ type Config struct {
 	// bucket size (default twice the rate).
 	RateLimit float64
 	RateBurst int
+	// QueueDelay is the longest a request may wait in a UDP socket's
+	// receive queue: one that waited longer is dropped unread, for its
+	// client to retransmit (stale.go). 0: 100 ms.
+	QueueDelay time.Duration
 	// RegisterQueue bounds the REGISTERs waiting for the stateless path's
 	// workers (see stateless.go); beyond it they get 503. 0: 4096.
 	RegisterQueue int
@@ -182,6 +186,7 @@ type Proxy struct {
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
 	stateless *statelessRegister // nil: no local registrar
+	stale     *staleRequests
 	// filter is what each message goes through before sipgo parses it:
 	// pike, sipmsg, the stateless REGISTER path.
 	filter sip.TransportReadFilter
@@ -220,6 +225,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)
 	}
 	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))
+	p.stale = newStaleRequests(cmp.Or(cfg.QueueDelay, defaultQueueDelay), log)
 	if cfg.Registrar != nil {
 		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), cmp.Or(cfg.TransactionWait, 64*sip.T1))
 	}
@@ -232,7 +238,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		tr := strings.ToLower(l.Transport)
 		switch tr {
 		case "udp":
-			conns, rcvbuf, err := listenUDP(l.Addr)
+			conns, rcvbuf, err := listenUDP(l.Addr, p.stale)
 			if err != nil {
 				return nil, fmt.Errorf("proxy: listen %s://%s (key \"sip.listen\"): %w", tr, l.Addr, err)
 			}

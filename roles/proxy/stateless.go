@@ -55,15 +55,16 @@ type statelessRegister struct {
 	replies *replyCache
 	seed    maphash.Seed
 	shed    atomic.Uint64
-	// lastShedLog is when shedding was last logged (unix nanoseconds).
-	lastShedLog atomic.Int64
+	// shedLogged limits the log of shedding to a line a second.
+	shedLogged onceEvery
 	// wire holds *bytes.Buffer for serializing answers: a REGISTER's
 	// answer is written once and, unless cached, dropped at once.
 	wire sync.Pool
 }
 
 func newStatelessRegister(queue int, wait time.Duration) *statelessRegister {
-	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(wait), seed: maphash.MakeSeed()}
+	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(wait), seed: maphash.MakeSeed(),
+		shedLogged: onceEvery{every: time.Second}}
 }
 
 // takeRegister is the read filter's hook (sipmsg.Validator.DatagramFilter):
@@ -101,8 +102,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool
 	default:
 		s.replies.forget(key)
 		n := s.shed.Add(1)
-		if now := time.Now().UnixNano(); now-s.lastShedLog.Load() > int64(time.Second) {
-			s.lastShedLog.Store(now)
+		if s.shedLogged.due(time.Now()) {
 			p.log.Warn("proxy: overloaded: REGISTER queue full, answering 503", "queue", cap(s.q), "shed_total", n)
 		}
 		if res := sipstatus.Response(req, sipstatus.ServiceUnavailable(overloadRetry, ErrOverload)); res != nil {

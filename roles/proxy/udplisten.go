@@ -26,14 +26,15 @@ import (
 //
 // Each socket asks for a receive buffer of udpReadBuffer; the returned
 // size is the smallest the kernel granted (it caps the request at
-// net.core.rmem_max), for the caller to report.
-func listenUDP(addr string) (conns []net.PacketConn, readBuffer int, err error) {
+// net.core.rmem_max), for the caller to report. stale, when not nil,
+// drops requests that waited in a socket too long (stale.go).
+func listenUDP(addr string, stale *staleRequests) (conns []net.PacketConn, readBuffer int, err error) {
 	conns, err = listenUDPGroup(addr)
 	for i, c := range conns {
 		if got := setReadBuffer(c, udpReadBuffer); i == 0 || got < readBuffer {
 			readBuffer = got
 		}
-		conns[i] = newRawUDPConn(c)
+		conns[i] = newRawUDPConn(c, stale)
 	}
 	return conns, readBuffer, err
 }
@@ -43,7 +44,8 @@ func listenUDP(addr string) (conns []net.PacketConn, readBuffer int, err error) 
 // traffic at 1,700 calls a second, and the bench saw a node drop hundreds
 // of datagrams a second at that rate while its heap grew (each lost one
 // costs the caller a 500 ms retransmission), though its readers kept up
-// on average. 4 MB rides out such stalls.
+// on average. 4 MB rides out such stalls; staleRequests keeps it from
+// holding seconds of work when the load is more than the node can serve.
 const udpReadBuffer = 4 << 20
 
 // setReadBuffer asks for a receive buffer of size bytes and returns what

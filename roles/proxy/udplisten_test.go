@@ -12,7 +12,7 @@ import (
 // The sockets of one listener share its address, all of them receive,
 // and a second listener on the same address is refused as before.
 func TestListenUDPSpreads(t *testing.T) {
-	conns, _, err := listenUDP("127.0.0.1:0")
+	conns, _, err := listenUDP("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestListenUDPSpreads(t *testing.T) {
 			t.Fatalf("sockets on %s and %s", addr, c.LocalAddr())
 		}
 	}
-	if _, _, err := listenUDP(addr); err == nil || !strings.Contains(err.Error(), "address already in use") {
+	if _, _, err := listenUDP(addr, nil); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("a second listener on %s: %v, want address already in use", addr, err)
 	}
 
@@ -84,7 +84,7 @@ func TestListenUDPHoldsBursts(t *testing.T) {
 	if n, _ := strconv.Atoi(strings.TrimSpace(string(limit))); n < udpReadBuffer {
 		t.Skipf("net.core.rmem_max is %d: the buffer cannot be had here", n)
 	}
-	conns, rcvbuf, err := listenUDP("127.0.0.1:0")
+	conns, rcvbuf, err := listenUDP("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

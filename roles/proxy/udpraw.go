@@ -23,18 +23,23 @@ import (
 // On two cores at thousands of datagrams a second that was a seventh of
 // the node's CPU (perf, REGISTER at 3,000/s), work Kamailio's processes,
 // blocked in recvfrom, do not do.
+//
+// Reads are recvmsg with the kernel's arrival stamp (SO_TIMESTAMPNS), so
+// that stale, when set, can drop requests that waited too long in the
+// socket's queue (stale.go).
 type rawUDPConn struct {
 	*net.UDPConn
 	rc    syscall.RawConn
 	inet6 bool // the socket's family is AF_INET6 (dual stack): IPv4 peers as v4-mapped
+	stale *staleRequests
 	ops   sync.Pool
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
 
 // newRawUDPConn wraps c, or returns it as it is when it is not a UDP socket
-// whose descriptor can be had.
-func newRawUDPConn(c net.PacketConn) net.PacketConn {
+// whose descriptor can be had. stale may be nil: every datagram is read.
+func newRawUDPConn(c net.PacketConn, stale *staleRequests) net.PacketConn {
 	uc, ok := c.(*net.UDPConn)
 	if !ok {
 		return c
@@ -46,10 +51,14 @@ func newRawUDPConn(c net.PacketConn) net.PacketConn {
 	domain := -1
 	if err := rc.Control(func(fd uintptr) {
 		domain, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if stale != nil {
+			// Without it datagrams come unstamped and none is dropped.
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}
 	}); err != nil || (domain != unix.AF_INET && domain != unix.AF_INET6) {
 		return c
 	}
-	return &rawUDPConn{UDPConn: uc, rc: rc, inet6: domain == unix.AF_INET6}
+	return &rawUDPConn{UDPConn: uc, rc: rc, inet6: domain == unix.AF_INET6, stale: stale}
 }
 
 // rawOp is one system call's arguments and results. Its recv and send
@@ -57,9 +66,14 @@ func newRawUDPConn(c net.PacketConn) net.PacketConn {
 // variables, handed to RawConn.Read or Write, would move them to the heap
 // on every datagram.
 type rawOp struct {
-	buf        []byte
-	sa         unix.RawSockaddrAny // recvfrom fills it; sendto reads it
-	salen      uint32
+	buf   []byte
+	sa    unix.RawSockaddrAny // recvmsg fills it; sendto reads it
+	salen uint32
+	// What recvmsg needs besides: its header, the one buffer, and room for
+	// a control message carrying a struct timespec (SCM_TIMESTAMPNS).
+	msg        unix.Msghdr
+	iov        unix.Iovec
+	oob        [64]byte
 	n          int
 	errno      syscall.Errno
 	recv, send func(fd uintptr) bool
@@ -69,7 +83,7 @@ func (c *rawUDPConn) op(b []byte) *rawOp {
 	o, _ := c.ops.Get().(*rawOp)
 	if o == nil {
 		o = &rawOp{}
-		o.recv, o.send = o.recvfrom, o.sendto
+		o.recv, o.send = o.recvmsg, o.sendto
 	}
 	o.buf = b
 	return o
@@ -83,17 +97,33 @@ func (c *rawUDPConn) done(o *rawOp) (int, syscall.Errno) {
 	return n, errno
 }
 
-func (o *rawOp) recvfrom(fd uintptr) bool {
+func (o *rawOp) recvmsg(fd uintptr) bool {
+	o.iov.Base = &o.buf[0]
+	o.iov.SetLen(len(o.buf))
 	for {
-		o.salen = unix.SizeofSockaddrAny
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&o.buf[0])), uintptr(len(o.buf)), 0,
-			uintptr(unsafe.Pointer(&o.sa)), uintptr(unsafe.Pointer(&o.salen)))
+		o.msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&o.sa)), Namelen: unix.SizeofSockaddrAny,
+			Iov: &o.iov, Iovlen: 1, Control: &o.oob[0]}
+		o.msg.SetControllen(len(o.oob))
+		r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&o.msg)), 0)
 		if e == unix.EINTR {
 			continue
 		}
-		o.n, o.errno = int(r), e
+		o.n, o.errno, o.salen = int(r), e, o.msg.Namelen
 		return e != unix.EAGAIN
 	}
+}
+
+// received is the kernel's arrival stamp of the datagram just read (unix
+// nanoseconds), 0 when it came without one.
+func (o *rawOp) received() int64 {
+	if int(o.msg.Controllen) < unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) {
+		return 0
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&o.oob[0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS {
+		return 0
+	}
+	return (*unix.Timespec)(unsafe.Pointer(&o.oob[unix.CmsgLen(0)])).Nano()
 }
 
 func (o *rawOp) sendto(fd uintptr) bool {
@@ -114,9 +144,15 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		return c.UDPConn.ReadFrom(b)
 	}
 	o := c.op(b)
-	err := c.rc.Read(o.recv)
-	if err == nil && o.errno != 0 {
-		err = o.errno
+	var err error
+	for {
+		err = c.rc.Read(o.recv)
+		if err == nil && o.errno != 0 {
+			err = o.errno
+		}
+		if err != nil || c.stale == nil || !c.stale.drop(b[:o.n], o.received()) {
+			break
+		}
 	}
 	var from net.Addr
 	if err == nil {
@@ -172,7 +208,7 @@ func putPort(dst *uint16, port uint16) {
 	p[0], p[1] = byte(port>>8), byte(port)
 }
 
-// udpAddrOf converts a socket address filled in by recvfrom.
+// udpAddrOf converts a socket address filled in by recvmsg.
 func udpAddrOf(sa *unix.RawSockaddrAny) *net.UDPAddr {
 	switch sa.Addr.Family {
 	case unix.AF_INET:

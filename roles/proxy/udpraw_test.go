@@ -25,7 +25,7 @@ func TestRawUDPConn(t *testing.T) {
 			if err != nil {
 				t.Skipf("no %s here: %v", tc.network, err)
 			}
-			raw := newRawUDPConn(lc)
+			raw := newRawUDPConn(lc, nil)
 			if _, ok := raw.(*rawUDPConn); !ok {
 				t.Fatalf("newRawUDPConn(%T) did not wrap it", lc)
 			}
@@ -81,7 +81,7 @@ func TestRawUDPConnDeadlineAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := newRawUDPConn(lc)
+	raw := newRawUDPConn(lc, nil)
 	raw.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, _, err := raw.ReadFrom(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past its deadline: %v, want a timeout", err)

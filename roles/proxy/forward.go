@@ -44,9 +44,15 @@ func dialogForming(req *sip.Request) bool {
 	return false
 }
 
-// prepare builds the request sent to t (§16.6 steps 1-8).
+// prepare builds the request sent to t (§16.6 steps 1-8) from a copy of
+// the received one, which its server transaction keeps.
 func (p *Proxy) prepare(in *inbound, t target, recordRoute bool) *sip.Request {
-	out := in.req.Clone()
+	return p.rewrite(in.req.Clone(), in, t, recordRoute)
+}
+
+// rewrite turns out, the received request or a copy of it, into the
+// request sent to t (§16.6 steps 1-8).
+func (p *Proxy) rewrite(out *sip.Request, in *inbound, t target, recordRoute bool) *sip.Request {
 	out.Recipient = *t.ruri.Clone()
 	if len(t.routes) > 0 {
 		hs := make([]sip.Header, len(t.routes))
@@ -343,8 +349,11 @@ func pump(ctx context.Context, i int, tx sip.ClientTransaction, events chan<- br
 }
 
 // relay sends a response of a branch upstream without our Via (§16.7 step 9).
+// res is changed in place: the client transaction is done with a response
+// once it has handed it over (sipgo reads a new one for each
+// retransmission), and a copy of each was a tenth of what a call allocated.
 func (p *Proxy) relay(in *inbound, res *sip.Response) {
-	out := res.Clone()
+	out := res
 	out.RemoveHeader("Via")
 	out.SetTransport(in.req.Transport())
 	out.SetDestination(in.respDest)
@@ -432,8 +441,9 @@ func (p *Proxy) forwardAck(in *inbound) error {
 		}
 	}
 	p.mediaAck(in)
-	out := p.prepare(in, t, false)
-	return p.tp.WriteMsg(out)
+	// No transaction holds an ACK for a 2xx: it is rewritten in place, not
+	// copied (a copy was a tenth of what a call allocated).
+	return p.tp.WriteMsg(p.rewrite(in.req, in, t, false))
 }
 
 // strayResponse forwards a response no client transaction matches to the

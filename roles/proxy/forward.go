@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -198,6 +199,16 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 	defer wg.Wait()
 	var lastErr error
 	pending := 0
+	// The first branch's transaction is read by this loop itself (most
+	// requests have no other); further ones, forks and failovers, by pump
+	// goroutines. A goroutine between a transaction and this loop was one
+	// more hand-off, often a thread woken, for every response.
+	var first sip.ClientTransaction // nil once its final response is in
+	defer func() {
+		if first != nil {
+			first.Terminate()
+		}
+	}()
 	// launch starts t, or the first target of its list that can be sent.
 	launch := func(t target) bool {
 		for {
@@ -205,6 +216,10 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			if err == nil {
 				branches = append(branches, b)
 				pending++
+				if len(branches) == 1 {
+					first = b.tx
+					return true
+				}
 				wg.Add(1)
 				go func(i int, tx sip.ClientTransaction) {
 					defer wg.Done()
@@ -245,81 +260,97 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		}
 	}
 	for pending > 0 {
+		var firstResponses <-chan *sip.Response
+		var firstDone <-chan struct{}
+		if first != nil {
+			firstResponses, firstDone = first.Responses(), first.Done()
+		}
+		var ev branchEvent
 		select {
-		case ev := <-events:
-			b := branches[ev.i]
-			if ev.err != nil {
-				b.final = true
-				pending--
-				if !answered && len(b.t.next) > 0 && launch(b.t.following()) {
-					continue
-				}
-				if best == nil {
-					best = sip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
-					if !strings.Contains(ev.err.Error(), "timed out") && !strings.Contains(ev.err.Error(), "Timer") {
-						best = sip.NewResponseFromRequest(b.req, 503, "Service Unavailable", nil)
-					}
-				}
-				continue
+		case ev = <-events:
+		case res := <-firstResponses:
+			ev = branchEvent{i: 0, res: res}
+			if res.StatusCode >= 200 {
+				first.Terminate()
+				first = nil
 			}
-			res := ev.res
-			switch {
-			case res.StatusCode < 200:
-				if !b.provisional {
-					b.provisional = true
-					if b.cancel {
-						p.cancelBranch(ctx, b)
-					}
-				}
-				if res.StatusCode > 100 && !answered {
-					p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
-				}
-			case res.StatusCode < 300:
-				b.final = true
-				pending--
-				ok2xx = true
-				// Every 2xx goes upstream (§16.7 step 5).
-				p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
-				if !answered {
-					answered = true
-					cancelAll()
-				}
-			default:
-				b.final = true
-				pending--
-				if answered {
-					continue
-				}
-				if b.t.fo.on(res.StatusCode) && len(b.t.next) > 0 && launch(b.t.following()) {
-					continue
-				}
-				if fork && res.StatusCode == 430 {
-					// No flow of the instance is left (RFC 5626 §11.5:
-					// endpoints never see a 430).
-					res = sip.NewResponseFromRequest(b.req, 480, sipstatus.ReasonPhrase(480), nil)
-				}
-				if res.StatusCode >= 600 {
-					answered = true
-					p.relay(in, res)
-					cancelAll()
-					continue
-				}
-				if best == nil || betterFinal(res, best) {
-					best = res
-				}
-			}
+		case <-firstDone:
+			ev = branchEvent{i: 0, err: txEnded(first)}
+			first = nil
 		case <-cancelled:
 			cancelled = nil
 			if !answered {
 				answered = true // the transaction layer answered 487
 				cancelAll()
 			}
+			continue
 		case <-ctx.Done():
 			cancelAll()
 			if !answered {
 				in.tx.Respond(sip.NewResponseFromRequest(in.req, 408, "Request Timeout", nil))
 			}
 			return nil
+		}
+		b := branches[ev.i]
+		if ev.err != nil {
+			b.final = true
+			pending--
+			if !answered && len(b.t.next) > 0 && launch(b.t.following()) {
+				continue
+			}
+			if best == nil {
+				best = sip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
+				if !strings.Contains(ev.err.Error(), "timed out") && !strings.Contains(ev.err.Error(), "Timer") {
+					best = sip.NewResponseFromRequest(b.req, 503, "Service Unavailable", nil)
+				}
+			}
+			continue
+		}
+		res := ev.res
+		switch {
+		case res.StatusCode < 200:
+			if !b.provisional {
+				b.provisional = true
+				if b.cancel {
+					p.cancelBranch(ctx, b)
+				}
+			}
+			if res.StatusCode > 100 && !answered {
+				p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
+			}
+		case res.StatusCode < 300:
+			b.final = true
+			pending--
+			ok2xx = true
+			// Every 2xx goes upstream (§16.7 step 5).
+			p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
+			if !answered {
+				answered = true
+				cancelAll()
+			}
+		default:
+			b.final = true
+			pending--
+			if answered {
+				continue
+			}
+			if b.t.fo.on(res.StatusCode) && len(b.t.next) > 0 && launch(b.t.following()) {
+				continue
+			}
+			if fork && res.StatusCode == 430 {
+				// No flow of the instance is left (RFC 5626 §11.5:
+				// endpoints never see a 430).
+				res = sip.NewResponseFromRequest(b.req, 480, sipstatus.ReasonPhrase(480), nil)
+			}
+			if res.StatusCode >= 600 {
+				answered = true
+				p.relay(in, res)
+				cancelAll()
+				continue
+			}
+			if best == nil || betterFinal(res, best) {
+				best = res
+			}
 		}
 	}
 	if !answered && best != nil {
@@ -354,12 +385,8 @@ func pump(ctx context.Context, i int, tx sip.ClientTransaction, events chan<- br
 				return
 			}
 		case <-tx.Done():
-			err := tx.Err()
-			if err == nil {
-				err = fmt.Errorf("proxy: transaction ended without a final response")
-			}
 			select {
-			case events <- branchEvent{i: i, err: err}:
+			case events <- branchEvent{i: i, err: txEnded(tx)}:
 			case <-ctx.Done():
 			}
 			return
@@ -367,6 +394,14 @@ func pump(ctx context.Context, i int, tx sip.ClientTransaction, events chan<- br
 			return
 		}
 	}
+}
+
+// txEnded is why a client transaction ended without a final response.
+func txEnded(tx sip.ClientTransaction) error {
+	if err := tx.Err(); err != nil {
+		return err
+	}
+	return errors.New("proxy: transaction ended without a final response")
 }
 
 // relay sends a response of a branch upstream without our Via (§16.7 step 9).

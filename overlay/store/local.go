@@ -132,6 +132,19 @@ func (l *local) get(p int, key string, now time.Time) []Record {
 	return out
 }
 
+// getLive is what Store.live makes of get's result, copied straight from
+// key's entry: a single node reads its own copy on every REGISTER, and the
+// intermediate copy was one more slice per read.
+func (l *local) getLive(p int, key string, now time.Time) []Record {
+	pt := l.parts[p]
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	if e := pt.keys[key]; e != nil {
+		return liveCopy(e.recs, now)
+	}
+	return nil
+}
+
 // sweep forgets the records of partition p that are gone.
 func (l *local) sweep(p int, now time.Time) {
 	pt := l.parts[p]

@@ -419,7 +419,7 @@ func (s *Store) getRemote(ctx context.Context, node string, keys ...string) (map
 // It fails only when no holder answered.
 func (s *Store) Get(ctx context.Context, key string) ([]Record, error) {
 	if s.Alone() {
-		return s.live(s.local.get(s.partition(key), key, s.cfg.Now())), nil
+		return s.local.getLive(s.partition(key), key, s.cfg.Now()), nil
 	}
 	merged, err := s.readMany(ctx, []string{key})
 	if err != nil {
@@ -446,7 +446,11 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (map[string][]Record
 // values of its own: they are copied into one buffer, not one allocation
 // each, as an AOR with many bindings is read on every REGISTER.
 func (s *Store) live(recs []Record) []Record {
-	now := s.cfg.Now()
+	return liveCopy(recs, s.cfg.Now())
+}
+
+// liveCopy is live's work at now.
+func liveCopy(recs []Record, now time.Time) []Record {
 	n, size := 0, 0
 	for _, r := range recs {
 		if r.Live(now) {

@@ -34,6 +34,12 @@ func (v *Validator) Plain(data []byte) bool {
 		return false
 	}
 	head, body := data[:end+2], data[end+4:]
+	// The start line first: it turns away a REGISTER, which the stateless
+	// REGISTER path wants parsed, before any byte of the rest is scanned.
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if !plainStartLine(line) {
+		return false
+	}
 	for i, c := range head {
 		switch {
 		case c == '\r':
@@ -47,10 +53,6 @@ func (v *Validator) Plain(data []byte) bool {
 		case c < 0x20 || c > 0x7e, c == '%', c == '\\':
 			return false
 		}
-	}
-	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	if !plainStartLine(line) {
-		return false
 	}
 	// Parse's checks of presence and multiplicity (RFC 3261 §8.1.1), kept
 	// here so that a plain response, which no handler validates, needs

@@ -51,7 +51,9 @@
 // one source IP that is not a mesh peer (a token bucket, like Kamailio's
 // pike): UDP datagrams over the limit are dropped before they are parsed,
 // stream requests before they are routed, with one warning per source and
-// minute naming it.
+// minute naming it. A request that waited in a UDP socket's queue longer
+// than Config.QueueDelay is dropped unread for its client to retransmit
+// (stale.go), so that a saturated node serves what is fresh.
 //
 // Media relay (media.go). With Config.Media set, the node where a caller's
 // INVITE enters the mesh (a request not from a mesh peer) anchors the

@@ -145,7 +145,7 @@ type Config struct {
 	RateBurst int
 	// QueueDelay is the longest a request may wait in a UDP socket's
 	// receive queue: one that waited longer is dropped unread, for its
-	// client to retransmit (stale.go). 0: 100 ms.
+	// client to retransmit (stale.go). 0: 250 ms.
 	QueueDelay time.Duration
 	// RegisterQueue bounds the REGISTERs waiting for the stateless path's
 	// workers (see stateless.go); beyond it they get 503. 0: 4096.

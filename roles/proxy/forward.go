@@ -409,16 +409,15 @@ func txEnded(tx sip.ClientTransaction) error {
 // once it has handed it over (sipgo reads a new one for each
 // retransmission), and a copy of each was a tenth of what a call allocated.
 func (p *Proxy) relay(in *inbound, res *sip.Response) {
-	out := res
-	out.RemoveHeader("Via")
-	out.SetTransport(in.req.Transport())
-	out.SetDestination(in.respDest)
-	p.flowTimer(in, out)
-	if err := in.tx.Respond(out); err != nil {
-		if out.IsSuccess() && in.req.IsInvite() {
+	res.RemoveHeader("Via")
+	res.SetTransport(in.req.Transport())
+	res.SetDestination(in.respDest)
+	p.flowTimer(in, res)
+	if err := in.tx.Respond(res); err != nil {
+		if res.IsSuccess() && in.req.IsInvite() {
 			// A 2xx after the transaction ended (it was cancelled
 			// meanwhile) still goes upstream, statelessly.
-			if err2 := p.tp.WriteMsg(out); err2 == nil {
+			if err2 := p.tp.WriteMsg(res); err2 == nil {
 				return
 			}
 		}

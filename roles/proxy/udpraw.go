@@ -92,7 +92,7 @@ func (c *rawUDPConn) op(b []byte) *rawOp {
 // done returns o to the pool with its results.
 func (c *rawUDPConn) done(o *rawOp) (int, syscall.Errno) {
 	n, errno := o.n, o.errno
-	o.buf = nil
+	o.buf, o.iov.Base = nil, nil // the pool must not keep the caller's buffer
 	c.ops.Put(o)
 	return n, errno
 }

@@ -17,9 +17,9 @@ import (
 // sipgo reads a socket with one goroutine, and the read filter (pike,
 // sipmsg's checks, the stateless REGISTER path) runs in it: one core for a
 // node's whole UDP traffic. Several goroutines reading one socket serialize
-// on its lock and wake each other for every datagram. Sockets of their own
-// are what Kamailio's processes have in effect (each blocks in recvfrom),
-// and the kernel's spread, random rather than by source address, keeps both
+// on its lock and wake each other for every datagram, where Kamailio's
+// processes each block in recvfrom on the socket they share. A socket per
+// reader comes closest to that, and the kernel's spread, random rather than by source address, keeps both
 // cores busy when all load comes from one peer, as it does from an SBC or
 // SIPp. Datagrams from one source may then be processed out of order, which
 // UDP allows anyway. Where SO_REUSEPORT cannot be had, one socket is used.

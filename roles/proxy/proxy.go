@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"strconv"
@@ -186,6 +187,7 @@ type Proxy struct {
 	subs sync.Map // Call-ID -> chan struct{}: SUBSCRIBEs forwarded, final response not yet relayed
 
 	stateless *statelessRegister // nil: no local registrar
+	tagSeed   maphash.Seed       // keys the To tags of stateless 407s (challenge.go)
 	stale     *staleRequests
 	// filter is what each message goes through before sipgo parses it:
 	// pike, sipmsg, the stateless REGISTER path.
@@ -224,7 +226,8 @@ func New(cfg Config) (p *Proxy, err error) {
 	if cfg.RateLimit > 0 {
 		p.pike = newPike(cfg.RateLimit, cfg.RateBurst, log)
 	}
-	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, p.takeRegister))
+	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, statelessPaths{p}))
+	p.tagSeed = maphash.MakeSeed()
 	p.stale = newStaleRequests(cmp.Or(cfg.QueueDelay, defaultQueueDelay), log)
 	if cfg.Registrar != nil {
 		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), cmp.Or(cfg.TransactionWait, 64*sip.T1))
@@ -396,7 +399,7 @@ func (p *Proxy) readFilter(next sip.TransportReadFilter) sip.TransportReadFilter
 	}
 	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
 		if strings.EqualFold(props.Transport, "udp") && props.RemoteAddr != nil {
-			if host, _, err := net.SplitHostPort(props.RemoteAddr.String()); err == nil && !p.admit(host) {
+			if !p.admit(remoteIP(props.RemoteAddr)) {
 				return nil, nil
 			}
 		}

@@ -115,7 +115,8 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool
 // statelessOK reports whether req can be answered here without the
 // proxy's routing: Max-Forwards left (§16.3 step 3), no Via of ours (a
 // loop, step 4), and a route set, if any, that names only this node (step
-// 6 of §16.4 then removes it).
+// 6 of §16.4 then removes it) and no flow of it (which would route the
+// request there).
 func (p *Proxy) statelessOK(req *sip.Request) bool {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return false
@@ -130,7 +131,7 @@ func (p *Proxy) statelessOK(req *sip.Request) bool {
 	}
 	for h := range sipmsg.Headers(req, "Route") {
 		r, ok := h.(*sip.RouteHeader)
-		if !ok || !p.isOwn(r.Address) {
+		if !ok || !p.isOwn(r.Address) || strings.HasPrefix(r.Address.User, flowPrefix) {
 			return false
 		}
 	}

@@ -6,6 +6,19 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// Taker is a stateless fast path that answers some datagrams itself, so
+// that they pay for neither sipgo's parse nor its transactions.
+type Taker interface {
+	// Take sees each accepted message first; when it returns true the
+	// message is its own and sipgo never reads it.
+	Take(props sip.TransportReadProps, msg sip.Message) bool
+	// Wants reports whether a Plain datagram, which would go to sipgo
+	// unread, must be parsed and shown to Take. It looks at the raw
+	// octets, so it must be cheap, and a datagram it wants that Take
+	// then declines is parsed twice.
+	Wants(props sip.TransportReadProps, data []byte) bool
+}
+
 // Rejection is a datagram that Parse refused.
 type Rejection struct {
 	Props sip.TransportReadProps
@@ -27,20 +40,19 @@ type Rejection struct {
 // datagrams, which sipgo reads exactly as Parse would: the handler must
 // call Validate on every request, whatever its transport.
 //
-// take, when not nil, sees each accepted message first; when it returns
-// true the message is its own and sipgo never reads it (a stateless fast
-// path that must not pay for parsing twice).
+// take, when not nil, is a stateless fast path in front of sipgo (see
+// Taker).
 //
 // Note that sipgo upper-cases the method when it re-reads the message
 // (RFC 3261 methods are case-sensitive); everything else survives.
-func (v *Validator) DatagramFilter(reject func(Rejection), take func(sip.TransportReadProps, sip.Message) bool) sip.TransportReadFilter {
+func (v *Validator) DatagramFilter(reject func(Rejection), take Taker) sip.TransportReadFilter {
 	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
 		switch strings.ToLower(props.Transport) {
 		case "udp", "ws", "wss":
 		default:
 			return data, nil
 		}
-		if v.Plain(data) {
+		if v.Plain(data) && (take == nil || !take.Wants(props, data)) {
 			return data, nil
 		}
 		msg, err := v.Parse(data)
@@ -50,7 +62,7 @@ func (v *Validator) DatagramFilter(reject func(Rejection), take func(sip.Transpo
 			}
 			return nil, nil
 		}
-		if take != nil && take(props, msg) {
+		if take != nil && take.Take(props, msg) {
 			return nil, nil
 		}
 		return []byte(msg.String()), nil

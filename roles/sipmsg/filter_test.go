@@ -159,3 +159,27 @@ func TestDatagramFilterPassesPlain(t *testing.T) {
 		t.Fatalf("REGISTER: filter returned %d octets (err %v), want Parse's rewrite", len(out), err)
 	}
 }
+
+// takeWanted is a Taker that wants every plain datagram and takes all.
+type takeWanted struct{ taken []sip.Message }
+
+func (w *takeWanted) Wants(sip.TransportReadProps, []byte) bool { return true }
+func (w *takeWanted) Take(_ sip.TransportReadProps, m sip.Message) bool {
+	w.taken = append(w.taken, m)
+	return true
+}
+
+// A plain datagram that the Taker wants is parsed and handed to it, not
+// to sipgo.
+func TestDatagramFilterWanted(t *testing.T) {
+	w := &takeWanted{}
+	filter := New().DatagramFilter(nil, w)
+	plain := readFile(t, filepath.Join("testdata", "sipp", "invite.sip"))
+	out, err := filter(sip.TransportReadProps{Transport: "UDP"}, plain)
+	if err != nil || out != nil {
+		t.Fatalf("wanted INVITE: filter returned %d octets (err %v), want none", len(out), err)
+	}
+	if len(w.taken) != 1 || w.taken[0].(*sip.Request).Method != sip.INVITE {
+		t.Fatalf("taken %v, want the INVITE", w.taken)
+	}
+}

@@ -2,6 +2,7 @@ package sipmsg
 
 import (
 	"bytes"
+	"strings"
 )
 
 // plainMethods are the methods whose plain messages may skip Parse.
@@ -147,6 +148,27 @@ func (v *Validator) Plain(data []byte) bool {
 	}
 	return vias > 0 && tos == 1 && froms == 1 && callIDs == 1 && cseqs == 1 &&
 		maxForwards <= 1 && contentTypes <= 1 && contentLengths == 1
+}
+
+// HasFieldRaw reports whether the header section of data has a field
+// named name (given in lower case, matched in any case) in the form
+// Plain accepts, the name followed at once by a colon. For a datagram
+// Plain accepts it is exact; on others it may miss a field.
+func HasFieldRaw(data []byte, name string) bool {
+	head := data
+	if end := bytes.Index(data, []byte("\r\n\r\n")); end >= 0 {
+		head = data[:end]
+	}
+	for {
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			return false
+		}
+		head = head[i+2:]
+		if len(head) > len(name) && head[len(name)] == ':' && strings.EqualFold(string(head[:len(name)]), name) {
+			return true
+		}
+	}
 }
 
 // plainVia: SIP/2.0/ without white space in the sent-protocol (RFC 4475

@@ -114,3 +114,25 @@ func FuzzPlain(f *testing.F) {
 	v := New()
 	f.Fuzz(func(t *testing.T, data []byte) { agree(t, v, data) })
 }
+
+func TestHasFieldRaw(t *testing.T) {
+	invite := string(readFile(t, filepath.Join("testdata", "sipp", "invite.sip")))
+	auth := string(readFile(t, filepath.Join("testdata", "sipp", "invite-auth.sip")))
+	cases := []struct {
+		name, data, field string
+		want              bool
+	}{
+		{"present", auth, "proxy-authorization", true},
+		{"absent", invite, "proxy-authorization", false},
+		{"any case", strings.Replace(invite, "\r\n\r\n", "\r\nPROXY-AUTHORIZATION: x\r\n\r\n", 1), "proxy-authorization", true},
+		{"a longer name", strings.Replace(invite, "\r\n\r\n", "\r\nProxy-Authorization-X: x\r\n\r\n", 1), "proxy-authorization", false},
+		{"in the body only", strings.Replace(invite, "\r\n\r\n", "\r\n\r\nProxy-Authorization: x\r\n", 1), "proxy-authorization", false},
+		{"in a value", strings.Replace(invite, "\r\n\r\n", "\r\nX: Proxy-Authorization: x\r\n\r\n", 1), "proxy-authorization", false},
+		{"the start line", "proxy-authorization: x\r\n\r\n", "proxy-authorization", false},
+	}
+	for _, c := range cases {
+		if got := HasFieldRaw([]byte(c.data), c.field); got != c.want {
+			t.Errorf("%s: HasFieldRaw = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -107,7 +107,7 @@ func (a *Agent) Publish(ctx context.Context, req *sip.Request) (*sip.Response, e
 	}
 	a.dispatch(outs)
 
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := sipstatus.NewResponse(req, 200, "OK")
 	if cur != nil {
 		res.AppendHeader(sip.NewHeader("SIP-ETag", cur.ETag))
 	}

@@ -175,7 +175,7 @@ func (a *Agent) subscribeResponse(req *sip.Request, s *Subscription, exp time.Du
 	if s.State == StatePending {
 		code, reason = 202, "Accepted"
 	}
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res := sipstatus.NewResponse(req, code, reason)
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", s.LocalTag) // replaces the one sipgo made up
 	}

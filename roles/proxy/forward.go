@@ -287,7 +287,7 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 		case <-ctx.Done():
 			cancelAll()
 			if !answered {
-				in.tx.Respond(sip.NewResponseFromRequest(in.req, 408, "Request Timeout", nil))
+				in.tx.Respond(sipstatus.NewResponse(in.req, 408, "Request Timeout"))
 			}
 			return nil
 		}
@@ -299,6 +299,9 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 				continue
 			}
 			if best == nil {
+				// Stand-ins for the branch's answer, made as sipgo makes
+				// responses to requests it sent (sipstatus.NewResponse is
+				// for requests received).
 				best = sip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
 				if !strings.Contains(ev.err.Error(), "timed out") && !strings.Contains(ev.err.Error(), "Timer") {
 					best = sip.NewResponseFromRequest(b.req, 503, "Service Unavailable", nil)

@@ -311,7 +311,7 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 		}
 	}
 	if req.IsInvite() {
-		in.tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
+		in.tx.Respond(sipstatus.NewResponse(req, 100, "Trying"))
 	}
 	p.awaitSubscribe(ctx, req)
 	t, routed, err := p.routeTarget(in)
@@ -450,7 +450,7 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 }
 
 func (p *Proxy) optionsOK(req *sip.Request) *sip.Response {
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := sipstatus.NewResponse(req, 200, "OK")
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, PUBLISH"))
 	tags := "path, outbound"
 	if p.cfg.GRUUs != nil {

@@ -337,7 +337,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	}
 
 	// Step 8: 200 OK listing every current binding with its expiry.
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := sipstatus.NewResponse(req, 200, "OK")
 	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
 	slices.SortFunc(cur, func(a, b liveBinding) int { return strings.Compare(a.id, b.id) })
 	for _, c := range cur {

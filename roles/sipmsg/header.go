@@ -99,6 +99,25 @@ func canonicalName(lower string) string {
 	return ""
 }
 
+// canonicalOf is canonicalName of name in any case. It lower-cases in a
+// buffer on the stack, as strings.ToLower would not (it allocates for
+// every name with a capital, which is every header of every message); no
+// known name is longer than the buffer.
+func canonicalOf(name string) string {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return canonicalName(string(buf[:len(name)]))
+}
+
 // headerLine is one header field after unfolding.
 type headerLine struct {
 	name  string // canonical spelling when known, else as received
@@ -147,7 +166,7 @@ func splitHeaders(lines []string) ([]headerLine, error) {
 			fail(errors.New("invalid header field name \"" + safeText(name, 40) + "\""))
 			continue
 		}
-		if c := canonicalName(strings.ToLower(name)); c != "" {
+		if c := canonicalOf(name); c != "" {
 			name = c
 		}
 		out = append(out, headerLine{name: name, value: strings.Trim(line[colon+1:], " \t")})

@@ -62,7 +62,7 @@ func fieldsOf(m sip.Message) string {
 	}
 	for _, h := range hs {
 		name := h.Name()
-		if c := canonicalName(strings.ToLower(name)); c != "" {
+		if c := canonicalOf(name); c != "" {
 			name = c
 		}
 		b.WriteString(name + ": " + h.Value() + "\n")

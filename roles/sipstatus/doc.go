@@ -10,6 +10,9 @@
 // response at all (RFC 3261 §18.1.2, §17: responses and ACKs are never
 // answered).
 //
-// The package owns the RFC 3261 §21 reason-phrase table. It depends only on
+// The package owns the RFC 3261 §21 reason-phrase table and [NewResponse],
+// which every role uses to answer a request it received (the proxy's
+// stand-in responses for its own branches, which carry the branch's
+// resolved destination, are sipgo's NewResponseFromRequest). It depends only on
 // sipgo's message types and must not import overlay, memberlist or any role.
 package sipstatus

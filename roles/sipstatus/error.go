@@ -118,7 +118,7 @@ func Response(req *sip.Request, err error) *sip.Response {
 	if st.Drop() {
 		return nil
 	}
-	res := sip.NewResponseFromRequest(req, st.Code, st.Reason, nil)
+	res := NewResponse(req, st.Code, st.Reason)
 	for _, h := range st.Headers {
 		res.AppendHeader(sip.HeaderClone(h))
 	}

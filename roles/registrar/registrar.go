@@ -292,7 +292,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if strings.EqualFold(c.Address.Host, r.domain) && (IsGRUU(c.Address) || AOR(c.Address) == aor) {
 			return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrLoopContact, c.Address.String()))
 		}
-		uri := c.Address.String()
+		uri := uriString(&c.Address)
 		b := Binding{AOR: aor, Contact: uri, Q: q, CallID: callID, CSeq: cseq.SeqNo, Path: path,
 			Received: received, UserAgent: ua, Node: r.node, ExpiresAt: now.Add(exp).Unix()}
 		id := uri
@@ -362,6 +362,20 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	}
 	res.AppendHeader(sip.NewHeader("Date", r.date.format(now)))
 	return res, nil
+}
+
+// uriString is u.String() written into one buffer sized up front: sipgo's
+// String grows its builder part by part, a handful of allocations per
+// Contact.
+func uriString(u *sip.Uri) string {
+	var b strings.Builder
+	n := len("sips:@:65535;transport=tcp") + len(u.User) + len(u.Host)
+	for _, kv := range u.UriParams {
+		n += len(kv.K) + len(kv.V) + 2
+	}
+	b.Grow(n)
+	u.StringWrite(&b)
+	return b.String()
 }
 
 // contactValue is the Contact header value listing binding b in a 200,

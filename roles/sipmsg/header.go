@@ -128,15 +128,16 @@ type headerLine struct {
 // with white space continues the previous one) and splits name and value:
 // field-name HCOLON field-value, HCOLON = *( SP / HTAB ) ":" SWS. Malformed
 // lines are skipped; the first problem is returned with the good lines.
-func splitHeaders(lines []string) ([]headerLine, error) {
-	out := make([]headerLine, 0, len(lines))
+// fields is the header section after the start line, of at most n lines.
+func splitHeaders(fields string, n int) ([]headerLine, error) {
+	out := make([]headerLine, 0, n)
 	var first error
 	fail := func(err error) {
 		if first == nil {
 			first = err
 		}
 	}
-	for _, line := range lines {
+	for line := range strings.SplitSeq(fields, "\r\n") {
 		if line == "" {
 			continue
 		}
@@ -181,6 +182,9 @@ func checkText(v string) error {
 	inQuote := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]
+		if c > '"' && c != '\\' && c != 0x7f || c == ' ' || c == '!' {
+			continue // printable and neither quote nor backslash: most of every value
+		}
 		switch {
 		case inQuote && c == '\\':
 			i++

@@ -177,8 +177,8 @@ func (r *reading) fail(err error) {
 func (v *Validator) readHead(head []byte) *reading {
 	r := &reading{}
 	text := string(head)
-	lines := strings.Split(text, "\r\n")
-	sl, err := parseStartLine(lines[0])
+	first, fields, _ := strings.Cut(text, "\r\n")
+	sl, err := parseStartLine(first)
 	if err != nil {
 		r.err = sipstatus.Drop(err)
 		return r
@@ -199,16 +199,15 @@ func (v *Validator) readHead(head []byte) *reading {
 	if sl.versionErr != nil {
 		r.fail(sl.versionErr)
 	}
-	for _, l := range lines {
-		if strings.ContainsAny(l, "\r\n") {
-			r.fail(badField("message", "bare CR or LF"))
-			break
-		}
+	// Every CR and LF is one of a CRLF pair, else one is bare.
+	breaks := strings.Count(text, "\r\n")
+	if strings.Count(text, "\r") != breaks || strings.Count(text, "\n") != breaks {
+		r.fail(badField("message", "bare CR or LF"))
 	}
 	if !utf8.ValidString(text) {
 		r.fail(badField("message", "header section is not valid UTF-8"))
 	}
-	hdrs, err := splitHeaders(lines[1:])
+	hdrs, err := splitHeaders(fields, breaks)
 	if err != nil {
 		r.fail(badField("message", err.Error()))
 	}

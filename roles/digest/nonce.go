@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -34,6 +36,9 @@ type nonces struct {
 	key    []byte
 	issuer [nonceIssuerLen]byte
 	rand   io.Reader
+	// macs holds HMAC states keyed with key: hmac.New hashes the key
+	// and allocates both inner and outer hashes, on every REGISTER twice.
+	macs sync.Pool
 }
 
 // newNonces derives the nonce key from the cluster secret so the secret is
@@ -49,11 +54,18 @@ func newNonces(secret []byte, issuer string, rand io.Reader) *nonces {
 	return n
 }
 
-func (n *nonces) mac(b []byte, realm string) []byte {
-	m := hmac.New(sha256.New, n.key)
+// mac appends the MAC of the signed part of b and realm to dst.
+func (n *nonces) mac(dst, b []byte, realm string) []byte {
+	m, _ := n.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, n.key)
+	}
+	m.Reset()
 	m.Write(b[:nonceSigned])
-	m.Write([]byte(realm))
-	return m.Sum(nil)
+	io.WriteString(m, realm)
+	dst = m.Sum(dst)
+	n.macs.Put(m)
+	return dst
 }
 
 func (n *nonces) issue(now time.Time, realm string) (string, error) {
@@ -63,7 +75,7 @@ func (n *nonces) issue(now time.Time, realm string) (string, error) {
 	if _, err := io.ReadFull(n.rand, b[nonceTimeLen+nonceIssuerLen:nonceSigned]); err != nil {
 		return "", fmt.Errorf("digest: nonce randomness: %w", err)
 	}
-	copy(b[nonceSigned:], n.mac(b, realm))
+	n.mac(b[:nonceSigned], b, realm)
 	return nonceEncoding.EncodeToString(b), nil
 }
 
@@ -76,7 +88,8 @@ func (n *nonces) check(nonce, realm string) (issued time.Time, ours bool, err er
 	if err != nil || len(b) != nonceLen {
 		return time.Time{}, false, errNonceForged
 	}
-	if !hmac.Equal(b[nonceSigned:], n.mac(b, realm)) {
+	var sum [nonceMACLen]byte
+	if !hmac.Equal(b[nonceSigned:], n.mac(sum[:0], b, realm)) {
 		return time.Time{}, false, errNonceForged
 	}
 	ours = [nonceIssuerLen]byte(b[nonceTimeLen:nonceTimeLen+nonceIssuerLen]) == n.issuer

@@ -11,7 +11,8 @@
 // (two entries when the transport changes, RFC 5658), Path at the edge
 // (RFC 3327), 100 Trying, stateless forwarding of ACK for 2xx and of stray
 // 2xx retransmissions, and 407 challenges for out-of-dialog requests from
-// subscribers of the domain.
+// subscribers of the domain (over UDP from a stateless UAS, RFC 3261
+// §8.2.7: challenge.go).
 //
 // Flows. A phone is reached through the node that holds its connection or
 // NAT binding (RFC 5626 edge proxy): that node puts a flow token in the

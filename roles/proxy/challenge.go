@@ -42,15 +42,20 @@ func (s statelessPaths) Take(props sip.TransportReadProps, msg sip.Message) bool
 	if !ok {
 		return false
 	}
-	return s.p.takeRegister(props, req) || s.p.takeChallenge(props, req)
+	return s.p.takeRegister(props, req) || s.p.takeChallenge(props, req) || s.p.ackOfChallenge(req)
 }
 
 // Wants picks, from the raw octets, the INVITEs and MESSAGEs without
-// credentials that are not from a mesh peer: what takeChallenge may take.
+// credentials that are not from a mesh peer, what takeChallenge may take,
+// and ACKs that may be for a stateless 407, which are dropped here rather
+// than after sipgo has looked for their transaction.
 func (s statelessPaths) Wants(props sip.TransportReadProps, data []byte) bool {
 	p := s.p
 	if p.cfg.Auth == nil || props.RemoteAddr == nil || !strings.EqualFold(props.Transport, "udp") {
 		return false
+	}
+	if bytes.HasPrefix(data, []byte("ACK ")) {
+		return bytes.Contains(data, []byte(";tag="+challengeTagPrefix))
 	}
 	if !bytes.HasPrefix(data, []byte("INVITE ")) && !bytes.HasPrefix(data, []byte("MESSAGE ")) {
 		return false

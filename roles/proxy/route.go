@@ -113,9 +113,6 @@ func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		p.log.Debug("proxy: request rejected", "from", req.Source(), "err", err)
 		return
 	}
-	if p.ackOfChallenge(req) {
-		return // the ACK of a stateless 407 (RFC 3261 §8.2.7)
-	}
 	in := p.inbound(req, tx)
 	if req.IsAck() {
 		if err := p.forwardAck(in); err != nil {

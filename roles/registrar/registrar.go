@@ -22,7 +22,8 @@ import (
 type Store interface {
 	// Put merges records into key (see Newer).
 	Put(ctx context.Context, key string, recs ...Record) error
-	// Get returns key's live records.
+	// Get returns key's live records, best in ID order (overlay/store's):
+	// the registrar then neither searches nor sorts a refresh's bindings.
 	Get(ctx context.Context, key string) ([]Record, error)
 }
 
@@ -234,7 +235,12 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if err != nil {
 			continue
 		}
-		cur = cur.set(liveBinding{id: rec.ID, b: b, exp: rec.Expires})
+		c := liveBinding{id: rec.ID, b: b, exp: rec.Expires}
+		if len(cur) == 0 || cur[len(cur)-1].id < rec.ID {
+			cur = append(cur, c) // the store's order, by ID, without a search each
+		} else {
+			cur = cur.set(c)
+		}
 	}
 
 	var writes []Record
@@ -339,7 +345,10 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	// Step 8: 200 OK listing every current binding with its expiry.
 	res := sipstatus.NewResponse(req, 200, "OK")
 	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
-	slices.SortFunc(cur, func(a, b liveBinding) int { return strings.Compare(a.id, b.id) })
+	byID := func(a, b liveBinding) int { return strings.Compare(a.id, b.id) }
+	if !slices.IsSortedFunc(cur, byID) { // a refresh keeps the store's order
+		slices.SortFunc(cur, byID)
+	}
 	for _, c := range cur {
 		b := c.b
 		left := b.ExpiresAt - now.Unix()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,6 +56,8 @@ func (m *memStore) Get(_ context.Context, key string) ([]Record, error) {
 			out = append(out, r)
 		}
 	}
+	// In ID order, as overlay/store gives them.
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

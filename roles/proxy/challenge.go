@@ -31,27 +31,37 @@ import (
 // challengeTagPrefix starts the To tag of a stateless 407.
 const challengeTagPrefix = "sm-sl."
 
-// statelessPaths is the proxy's fast path in front of sipgo (the REGISTER
-// answers of stateless.go and the challenges here).
+// statelessPaths is the proxy's fast path in front of sipgo: the REGISTER
+// answers of stateless.go, the challenges here, and the BYEs and their
+// responses of indialog.go.
 type statelessPaths struct{ p *Proxy }
 
 var _ sipmsg.Taker = statelessPaths{}
 
 func (s statelessPaths) Take(props sip.TransportReadProps, msg sip.Message) bool {
-	req, ok := msg.(*sip.Request)
-	if !ok {
-		return false
+	switch m := msg.(type) {
+	case *sip.Request:
+		return s.p.takeRegister(props, m) || s.p.takeChallenge(props, m) || s.p.ackOfChallenge(m) || s.p.takeBye(props, m)
+	case *sip.Response:
+		return s.p.takeStatelessResponse(props, m)
 	}
-	return s.p.takeRegister(props, req) || s.p.takeChallenge(props, req) || s.p.ackOfChallenge(req)
+	return false
 }
 
 // Wants picks, from the raw octets, the INVITEs and MESSAGEs without
 // credentials that are not from a mesh peer, what takeChallenge may take,
-// and ACKs that may be for a stateless 407, which are dropped here rather
-// than after sipgo has looked for their transaction.
+// ACKs that may be for a stateless 407, which are dropped here rather
+// than after sipgo has looked for their transaction, and what the
+// stateless forwarding of indialog.go may take.
 func (s statelessPaths) Wants(props sip.TransportReadProps, data []byte) bool {
 	p := s.p
-	if p.cfg.Auth == nil || props.RemoteAddr == nil || !strings.EqualFold(props.Transport, "udp") {
+	if props.RemoteAddr == nil || !strings.EqualFold(props.Transport, "udp") {
+		return false
+	}
+	if wantsStateless(data) {
+		return true
+	}
+	if p.cfg.Auth == nil {
 		return false
 	}
 	if bytes.HasPrefix(data, []byte("ACK ")) {

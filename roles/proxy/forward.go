@@ -112,7 +112,11 @@ func (p *Proxy) rewrite(out *sip.Request, in *inbound, t target, recordRoute boo
 	} else if addr, ok := p.via["udp"]; ok {
 		via.Host, _, _ = net.SplitHostPort(addr)
 	}
-	via.Params.Add("branch", p.branch(in))
+	branch := in.branch
+	if branch == "" {
+		branch = p.branch(in)
+	}
+	via.Params.Add("branch", branch)
 	out.PrependHeader(via)
 	out.SetTransport(t.transport)
 	out.SetDestination(t.dest)

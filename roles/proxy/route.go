@@ -48,6 +48,7 @@ type inbound struct {
 	peer     bool   // from another mesh node
 	respDest string // where responses go (RFC 3261 §18.2.2, RFC 3581)
 	loop     string // loop-detection hash (§16.6 step 8)
+	branch   string // the branch to send with, when not a random one (indialog.go)
 	// cancelled is closed when the UAC cancels an INVITE (the transaction
 	// layer has answered 200 to the CANCEL and 487 to the INVITE).
 	cancelled chan struct{}

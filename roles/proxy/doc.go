@@ -12,7 +12,8 @@
 // (RFC 3327), 100 Trying, stateless forwarding of ACK for 2xx and of stray
 // 2xx retransmissions, and 407 challenges for out-of-dialog requests from
 // subscribers of the domain (over UDP from a stateless UAS, RFC 3261
-// §8.2.7: challenge.go).
+// §8.2.7: challenge.go). In-dialog BYEs over UDP and their responses are
+// forwarded statelessly (§16.11: indialog.go).
 //
 // Flows. A phone is reached through the node that holds its connection or
 // NAT binding (RFC 5626 edge proxy): that node puts a flow token in the

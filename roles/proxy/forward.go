@@ -528,19 +528,27 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	if next == nil {
 		return
 	}
-	host, port := next.Host, next.Port
-	if r, ok := next.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	if r, ok := next.Params.Get("rport"); ok && r != "" {
-		port, _ = strconv.Atoi(r)
-	}
-	if port == 0 {
-		port = sip.DefaultPort(next.Transport)
-	}
+	host, port := viaDest(next)
 	out.SetTransport(next.Transport)
 	out.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
 	if err := p.tp.WriteMsg(out); err != nil {
 		p.log.Debug("proxy: stray response not forwarded", "status", res.StatusCode, "err", err)
 	}
+}
+
+// viaDest is where a response goes on to, by the Via it is sent along
+// (RFC 3261 §18.2.2, RFC 3581 §4): received and rport when there,
+// else the sent-by, with the transport's default port.
+func viaDest(v *sip.ViaHeader) (host string, port int) {
+	host, port = v.Host, v.Port
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if r, ok := v.Params.Get("rport"); ok && r != "" {
+		port, _ = strconv.Atoi(r)
+	}
+	if port == 0 {
+		port = int(sip.DefaultPort(v.Transport))
+	}
+	return host, port
 }

@@ -128,16 +128,7 @@ func (p *Proxy) takeStatelessResponse(props sip.TransportReadProps, res *sip.Res
 	if next == nil || !strings.EqualFold(next.Transport, "UDP") {
 		return true // nowhere we can send it: dropped, as §16.7 step 3 says
 	}
-	host, port := next.Host, next.Port
-	if r, ok := next.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	if r, ok := next.Params.Get("rport"); ok && r != "" {
-		port, _ = strconv.Atoi(r)
-	}
-	if port == 0 {
-		port = 5060
-	}
+	host, port := viaDest(next)
 	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	if err != nil {
 		return true

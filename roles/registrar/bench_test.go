@@ -68,6 +68,9 @@ func benchmarkRegister(b *testing.B, bindings int) {
 		if err != nil || res.StatusCode != 200 {
 			b.Fatalf("REGISTER: %v %v", res, err)
 		}
+		if i >= len(reqs) {
+			continue // the 200 is checked once per AOR: not the cost measured
+		}
 		if n := countContacts(res); n != bindings {
 			b.Fatalf("200 lists %d contacts, want %d", n, bindings)
 		}
@@ -78,7 +81,7 @@ func countContacts(res *sip.Response) int {
 	n := 0
 	for _, h := range res.Headers() {
 		if h.Name() == "Contact" {
-			n++
+			n += len(SplitList(h.Value()))
 		}
 	}
 	return n

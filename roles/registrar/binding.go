@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -114,15 +115,58 @@ func DecodeBinding(v []byte) (Binding, error) {
 	if !IsBinding(v) {
 		return decodeJSONBinding(v)
 	}
+	return decodeStored(v, string(v), nil)
+}
+
+// eachBinding calls fn with every record of recs that is not a tombstone,
+// and its binding decoded. The bindings' strings are cut from one copy of
+// all the values, and their Paths from one slice: an AOR is read on every
+// REGISTER, and a copy per binding was most of the cost of listing one in
+// the 200.
+func eachBinding(recs []Record, fn func(rec Record, b Binding, err error)) {
+	size := 0
+	for _, rec := range recs {
+		if !rec.Deleted {
+			size += len(rec.Value)
+		}
+	}
+	var all strings.Builder
+	all.Grow(size)
+	for _, rec := range recs {
+		if !rec.Deleted {
+			all.Write(rec.Value)
+		}
+	}
+	s := all.String()
+	paths := &pathArena{hint: len(recs)}
+	for _, rec := range recs {
+		if rec.Deleted {
+			continue
+		}
+		v := s[:len(rec.Value)]
+		s = s[len(rec.Value):]
+		if !IsBinding(rec.Value) {
+			b, err := decodeJSONBinding(rec.Value)
+			fn(rec, b, err)
+			continue
+		}
+		b, err := decodeStored(rec.Value, v, paths)
+		fn(rec, b, err)
+	}
+}
+
+// decodeStored reads Encode's form v; s holds the same octets, and the
+// binding's strings are cut from it. Paths come from arena, when not nil.
+func decodeStored(v []byte, s string, arena *pathArena) (Binding, error) {
 	var b Binding // on the stack: only the JSON path needs its address
-	d := decoder{v: v[1:], s: string(v[1:])}
+	d := decoder{v: v[1:], s: s[1:]}
 	b.CallID = d.str()
 	b.CSeq = d.uint32()
 	b.AOR = d.str()
 	b.Contact = d.str()
 	b.Q = math.Float64frombits(d.uint64())
 	if n := d.uvarint(); n > 0 && n <= uint64(len(d.v)) {
-		b.Path = make([]string, n)
+		b.Path = arena.take(int(n))
 		for i := range b.Path {
 			b.Path[i] = d.str()
 		}
@@ -139,6 +183,27 @@ func DecodeBinding(v []byte) (Binding, error) {
 		return Binding{}, fmt.Errorf("%w: %d octets, malformed", ErrBadBinding, len(v))
 	}
 	return b, nil
+}
+
+// pathArena hands out Path slices of one allocation, sized for hint
+// bindings of one Path entry each (a node's edge adds one).
+type pathArena struct {
+	free []string
+	hint int
+}
+
+// take returns a slice of n strings, capped so that appending to it
+// cannot reach the next one's.
+func (a *pathArena) take(n int) []string {
+	if a == nil {
+		return make([]string, n)
+	}
+	if len(a.free) < n {
+		a.free = make([]string, max(n, a.hint))
+	}
+	out := a.free[:n:n]
+	a.free = a.free[n:]
+	return out
 }
 
 func decodeJSONBinding(v []byte) (Binding, error) {

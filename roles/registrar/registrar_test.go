@@ -87,10 +87,15 @@ func reg(t *testing.T, callID string, cseq int, extra ...string) *sip.Request {
 	return parseReq(t, append(lines, extra...)...)
 }
 
-// contacts returns "uri;expires=N[;q=..]" of a 200 OK, in order.
+// contacts returns "uri;expires=N[;q=..]" of a 200 OK, in order, as a UA
+// reads them from the wire (the registrar lists them in one header field).
 func contacts(res *sip.Response) []string {
+	msg, err := sip.ParseMessage([]byte(res.String()))
+	if err != nil {
+		panic(fmt.Sprintf("the 200 does not parse: %v\n%s", err, res))
+	}
 	var out []string
-	for _, h := range res.GetHeaders("Contact") {
+	for _, h := range msg.GetHeaders("Contact") {
 		out = append(out, h.Value())
 	}
 	return out

@@ -140,7 +140,7 @@ func (l *local) getLive(p int, key string, now time.Time) []Record {
 	pt.mu.RLock()
 	defer pt.mu.RUnlock()
 	if e := pt.keys[key]; e != nil {
-		return liveCopy(e.recs, now)
+		return liveRecords(e.recs, now)
 	}
 	return nil
 }

@@ -17,7 +17,8 @@ type Record struct {
 	// ID names the record within its key; versions of one ID are merged.
 	ID string
 	// Value is opaque to the store. Do not modify a Value after Put or one
-	// returned by the store.
+	// returned by the store: Get and Local return the stored octets, shared
+	// with every other reader, not a copy.
 	Value []byte
 	// Version orders versions of a record for the default Merger. Put
 	// stamps a zero Version with the coordinator's hybrid logical clock.

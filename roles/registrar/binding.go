@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
+	"unsafe"
 )
 
 // Binding is one contact of an AOR: the value of a store record, encoded by
@@ -119,39 +119,23 @@ func DecodeBinding(v []byte) (Binding, error) {
 }
 
 // eachBinding calls fn with every record of recs that is not a tombstone,
-// and its binding decoded. The bindings' strings are cut from one copy of
-// all the values, and their Paths from one slice: an AOR is read on every
-// REGISTER, and a copy per binding was most of the cost of listing one in
-// the 200.
+// and its binding decoded. The bindings' strings are cut from the values
+// in place, and their Paths from one slice: an AOR is read on every
+// REGISTER, and copying its values was a fifth of the octets a REGISTER
+// allocated. That is sound because nothing modifies a value the store has
+// returned (Store.Get).
 func eachBinding(recs []Record, fn func(rec Record, b Binding, err error)) {
-	size := 0
-	for _, rec := range recs {
-		if !rec.Deleted {
-			size += len(rec.Value)
-		}
-	}
-	var all strings.Builder
-	all.Grow(size)
-	for _, rec := range recs {
-		if !rec.Deleted {
-			all.Write(rec.Value)
-		}
-	}
-	s := all.String()
 	paths := &pathArena{hint: len(recs)}
 	for _, rec := range recs {
-		if rec.Deleted {
-			continue
-		}
-		v := s[:len(rec.Value)]
-		s = s[len(rec.Value):]
-		if !IsBinding(rec.Value) {
+		switch {
+		case rec.Deleted:
+		case !IsBinding(rec.Value):
 			b, err := decodeJSONBinding(rec.Value)
 			fn(rec, b, err)
-			continue
+		default:
+			b, err := decodeStored(rec.Value, unsafe.String(unsafe.SliceData(rec.Value), len(rec.Value)), paths)
+			fn(rec, b, err)
 		}
-		b, err := decodeStored(rec.Value, v, paths)
-		fn(rec, b, err)
 	}
 }
 

@@ -25,8 +25,10 @@
 // for). A contact that is a GRUU of the domain, or the AOR itself, is
 // refused with 403 (it would loop).
 //
-// A record's value is the JSON form of [Binding]; `sipmesh lookup` shows its
-// fields next to the store's (the store adds "expires", seconds left).
+// A record's value is [Binding.Encode]'s compact form (values written as
+// JSON by earlier versions are still read); `sipmesh lookup` shows its
+// fields as JSON next to the store's (the store adds "expires", seconds
+// left).
 //
 // The registrar reaches the store and the authenticator through the small
 // interfaces [Store] and [Authenticator] defined here; it depends on sipgo's

@@ -24,6 +24,9 @@ type Store interface {
 	Put(ctx context.Context, key string, recs ...Record) error
 	// Get returns key's live records, best in ID order (overlay/store's):
 	// the registrar then neither searches nor sorts a refresh's bindings.
+	// No one may modify the values it returns, ever (overlay/store's are
+	// shared by every reader): the registrar's bindings refer to them in
+	// place.
 	Get(ctx context.Context, key string) ([]Record, error)
 }
 

@@ -77,6 +77,7 @@ func (l *local) apply(p int, key string, in []Record, now time.Time) bool {
 	if e != nil {
 		recs, old = slices.Clone(e.recs), e.digest
 	}
+	d := old // kept as keyDigest(key, recs), record by record
 	for _, r := range in {
 		r = normalize(r)
 		if r.ID == "" {
@@ -89,12 +90,21 @@ func (l *local) apply(p int, key string, in []Record, now time.Time) bool {
 		if found {
 			// Even a version that is gone may win, and then it is
 			// remembered as long as the one it beat could come back.
+			d ^= recordDigest(key, recs[i])
 			recs[i] = resolve(l.merger, recs[i], r, now, l.ttl)
+			d ^= recordDigest(key, recs[i])
 		} else if !r.gone(now) {
 			recs = slices.Insert(recs, i, r)
+			d ^= recordDigest(key, r)
 		}
 	}
-	recs = slices.DeleteFunc(recs, func(r Record) bool { return r.gone(now) })
+	recs = slices.DeleteFunc(recs, func(r Record) bool {
+		if r.gone(now) {
+			d ^= recordDigest(key, r)
+			return true
+		}
+		return false
+	})
 	if len(recs) == 0 {
 		if e != nil {
 			delete(pt.keys, key)
@@ -103,7 +113,6 @@ func (l *local) apply(p int, key string, in []Record, now time.Time) bool {
 		}
 		return false
 	}
-	d := keyDigest(key, recs)
 	if e != nil && d == old {
 		return false
 	}
@@ -132,17 +141,19 @@ func (l *local) get(p int, key string, now time.Time) []Record {
 	return out
 }
 
-// getLive is what Store.live makes of get's result, copied straight from
-// key's entry: a single node reads its own copy on every REGISTER, and the
-// intermediate copy was one more slice per read.
+// getLive is what Store.live makes of get's result, taken straight from
+// key's entry (whose slice a write replaces and never changes): a single
+// node reads its own copy on every REGISTER, and the intermediate copy was
+// one more slice per read.
 func (l *local) getLive(p int, key string, now time.Time) []Record {
 	pt := l.parts[p]
 	pt.mu.RLock()
-	defer pt.mu.RUnlock()
-	if e := pt.keys[key]; e != nil {
-		return liveRecords(e.recs, now)
+	e := pt.keys[key]
+	pt.mu.RUnlock()
+	if e == nil {
+		return nil
 	}
-	return nil
+	return liveRecords(e.recs, now)
 }
 
 // sweep forgets the records of partition p that are gone.

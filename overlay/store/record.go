@@ -155,33 +155,43 @@ func normalize(r Record) Record {
 	return r
 }
 
-// keyDigest hashes a key and its records (sorted by ID). Equal copies on
-// two holders have equal digests.
+// keyDigest hashes a key and its records. Equal copies on two holders have
+// equal digests. It is the XOR of the records' digests, so that a write
+// rehashes the records it changes rather than all of the key's (an AOR with
+// a dozen bindings is written on every REGISTER).
 func keyDigest(key string, recs []Record) uint64 {
+	var d uint64
+	for _, r := range recs {
+		d ^= recordDigest(key, r)
+	}
+	return d
+}
+
+// recordDigest hashes one record of key, the key included, so that a
+// record moved to another key changes the partition's digest.
+func recordDigest(key string, r Record) uint64 {
 	d := xxhash.New()
 	var buf [8]byte
 	d.WriteString(key)
 	d.Write([]byte{0})
-	for _, r := range recs {
-		d.WriteString(r.ID)
+	d.WriteString(r.ID)
+	d.Write([]byte{0})
+	binary.BigEndian.PutUint64(buf[:], r.Version)
+	d.Write(buf[:])
+	d.WriteString(r.Writer)
+	d.Write([]byte{0})
+	if r.Deleted {
+		d.Write([]byte{1})
+	} else {
 		d.Write([]byte{0})
-		binary.BigEndian.PutUint64(buf[:], r.Version)
-		d.Write(buf[:])
-		d.WriteString(r.Writer)
-		d.Write([]byte{0})
-		if r.Deleted {
-			d.Write([]byte{1})
-		} else {
-			d.Write([]byte{0})
-		}
-		binary.BigEndian.PutUint64(buf[:], uint64(unixNano(r.Expires)))
-		d.Write(buf[:])
-		binary.BigEndian.PutUint64(buf[:], uint64(unixNano(r.horizon)))
-		d.Write(buf[:])
-		binary.BigEndian.PutUint64(buf[:], uint64(len(r.Value)))
-		d.Write(buf[:])
-		d.Write(r.Value)
 	}
+	binary.BigEndian.PutUint64(buf[:], uint64(unixNano(r.Expires)))
+	d.Write(buf[:])
+	binary.BigEndian.PutUint64(buf[:], uint64(unixNano(r.horizon)))
+	d.Write(buf[:])
+	binary.BigEndian.PutUint64(buf[:], uint64(len(r.Value)))
+	d.Write(buf[:])
+	d.Write(r.Value)
 	return d.Sum64()
 }
 

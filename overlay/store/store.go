@@ -416,7 +416,8 @@ func (s *Store) getRemote(ctx context.Context, node string, keys ...string) (map
 
 // Get returns key's live records. It asks every holder at once and merges
 // their copies; holders whose copy differed are repaired in the background.
-// It fails only when no holder answered.
+// It fails only when no holder answered. The records may be the store's
+// own: read them, do not modify them or their values.
 func (s *Store) Get(ctx context.Context, key string) ([]Record, error) {
 	if s.Alone() {
 		return s.local.getLive(s.partition(key), key, s.cfg.Now()), nil
@@ -447,10 +448,11 @@ func (s *Store) live(recs []Record) []Record {
 	return liveRecords(recs, s.cfg.Now())
 }
 
-// liveRecords is live's work at now. The values are not copied: no one
-// modifies a value once it is stored (Record.Value), and a copy of every
-// binding of an AOR on every REGISTER was a quarter of the octets a
-// registrar allocated.
+// liveRecords is live's work at now. Neither the values nor, when every
+// record is live, the slice are copied: no one modifies a value once it is
+// stored (Record.Value), and a key's slice is replaced, never changed, by
+// a write (local.apply). Copying every binding of an AOR on every REGISTER
+// was a quarter of the octets a registrar allocated.
 func liveRecords(recs []Record, now time.Time) []Record {
 	n := 0
 	for _, r := range recs {
@@ -458,13 +460,15 @@ func liveRecords(recs []Record, now time.Time) []Record {
 			n++
 		}
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return nil
+	case len(recs):
+		return recs[:n:n] // capped: a caller's append gets a slice of its own
 	}
 	out := make([]Record, 0, n)
 	for _, r := range recs {
 		if r.Live(now) {
-			r.horizon = time.Time{}
 			out = append(out, r)
 		}
 	}

@@ -3,7 +3,9 @@ package digest
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,19 +23,41 @@ type NonceCounter interface {
 // number of live nonces.
 var ErrCounterFull = errors.New("digest: nonce counter is full")
 
-// MemoryCounter is the in-process NonceCounter: a map with expiry, swept
+// MemoryCounter is the in-process NonceCounter: maps with expiry, swept
 // lazily (no goroutine), bounded in size.
+//
+// A node that challenges every REGISTER remembers a nonce per
+// registration for the nonce's lifetime: hundreds of thousands at
+// thousands of REGISTERs a second. So the counter is split in shards, each
+// with its own lock and its own sweep once a minute (one map swept under
+// one lock stalled every REGISTER of the node for tens of milliseconds),
+// and nonces are kept as 64-bit keyed hashes next to their nc and expiry,
+// in maps without pointers that the garbage collector need not scan. Two
+// live nonces with the same hash, a chance of one in 2^64 per pair, would
+// share an nc: the later one's first use could be refused as a replay and
+// the client asked again, nothing worse.
 type MemoryCounter struct {
+	seed   maphash.Seed
+	shards [counterShards]counterShard
+	count  atomic.Int64
+	max    int64
+	// lastFull is when the counter, full, last swept every shard (Unix
+	// nanoseconds).
+	lastFull atomic.Int64
+	now      func() time.Time
+}
+
+const counterShards = 64
+
+type counterShard struct {
 	mu        sync.Mutex
-	entries   map[string]counterEntry
-	max       int
-	now       func() time.Time
+	entries   map[uint64]counterEntry
 	lastSweep time.Time
 }
 
 type counterEntry struct {
 	nc      uint64
-	expires time.Time
+	expires int64 // Unix nanoseconds
 }
 
 // MemoryCounterOption configures a MemoryCounter.
@@ -48,51 +72,76 @@ func WithCounterClock(now func() time.Time) MemoryCounterOption {
 func WithMaxNonces(n int) MemoryCounterOption {
 	return func(c *MemoryCounter) {
 		if n > 0 {
-			c.max = n
+			c.max = int64(n)
 		}
 	}
 }
 
 // NewMemoryCounter returns an empty MemoryCounter.
 func NewMemoryCounter(opts ...MemoryCounterOption) *MemoryCounter {
-	c := &MemoryCounter{entries: make(map[string]counterEntry), max: 1 << 20, now: time.Now}
+	c := &MemoryCounter{seed: maphash.MakeSeed(), max: 1 << 20, now: time.Now}
 	for _, o := range opts {
 		o(c)
+	}
+	start := c.now()
+	for i := range c.shards {
+		c.shards[i].entries = map[uint64]counterEntry{}
+		c.shards[i].lastSweep = start
 	}
 	return c
 }
 
 // Advance implements NonceCounter.
 func (c *MemoryCounter) Advance(_ context.Context, nonce string, nc uint64, expires time.Time) (bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
-	if now.Sub(c.lastSweep) > time.Minute || len(c.entries) >= c.max {
-		c.sweep(now)
+	if c.count.Load() >= c.max {
+		c.sweepAll(now) // full: whatever has expired anywhere makes room, once a second at most
 	}
-	e, ok := c.entries[nonce]
-	if ok && now.Before(e.expires) && nc <= e.nc {
+	key := maphash.String(c.seed, nonce)
+	sh := &c.shards[key%counterShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.lastSweep) > time.Minute {
+		c.sweep(sh, now)
+	}
+	e, ok := sh.entries[key]
+	if ok && now.UnixNano() < e.expires && nc <= e.nc {
 		return false, nil
 	}
-	if !ok && len(c.entries) >= c.max {
-		return false, ErrCounterFull
+	if !ok {
+		if c.count.Add(1) > c.max {
+			c.count.Add(-1)
+			return false, ErrCounterFull
+		}
 	}
-	c.entries[nonce] = counterEntry{nc: nc, expires: expires}
+	sh.entries[key] = counterEntry{nc: nc, expires: expires.UnixNano()}
 	return true, nil
 }
 
 // Len is the number of nonces remembered.
-func (c *MemoryCounter) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
+func (c *MemoryCounter) Len() int { return int(c.count.Load()) }
 
-func (c *MemoryCounter) sweep(now time.Time) {
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
+// sweep forgets sh's expired nonces; sh.mu is held.
+func (c *MemoryCounter) sweep(sh *counterShard, now time.Time) {
+	t := now.UnixNano()
+	for k, e := range sh.entries {
+		if t >= e.expires {
+			delete(sh.entries, k)
+			c.count.Add(-1)
 		}
 	}
-	c.lastSweep = now
+	sh.lastSweep = now
+}
+
+func (c *MemoryCounter) sweepAll(now time.Time) {
+	last := c.lastFull.Load()
+	if now.UnixNano()-last < int64(time.Second) || !c.lastFull.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		c.sweep(sh, now)
+		sh.mu.Unlock()
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/internal/procs"
 	"github.com/sipmesh/sipmesh/node"
 )
 
@@ -30,9 +31,17 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	if w := cfg.SIP.TransactionWait; w > 0 {
 		setTransactionWait(time.Duration(w) * time.Second)
 	}
-	n, err := node.New(cfg, node.NewLogger(os.Stderr, cfg.Log))
+	log := node.NewLogger(os.Stderr, cfg.Log)
+	n, err := node.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("SIPMESH_ADAPTIVE_PROCS") != "0" {
+		pc := procs.DefaultConfig()
+		pc.Logger = log
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go procs.Run(ctx, pc)
 	}
 	return n.Run(ctx)
 }

@@ -13,7 +13,7 @@ import (
 
 func TestGovernor(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Max, cfg.DownAfter = 4, 3
+	cfg.Max, cfg.Up, cfg.Down, cfg.DownAfter = 4, 0.5, 0.25, 3
 	for _, tc := range []struct {
 		name    string
 		samples []float64 // cores used, one per interval

@@ -9,7 +9,9 @@
 // to. Kamailio's processes do not hand work to each other. At 100 calls a
 // second a node with GOMAXPROCS=2 spent 1.09 times Kamailio's CPU per call,
 // with 1 0.81 times (make bench). Under load the other Ps are back within
-// one sampling interval, so throughput is that of Max.
+// one sampling interval, so throughput is that of Max. Setting GOMAXPROCS
+// ends the runtime's own updates of it from a container's CPU limit (Go
+// 1.25): Max is the limit as the process started.
 //
 // It owns only that; it knows nothing of SIP or the mesh.
 package procs

@@ -133,6 +133,8 @@ func (c *MemoryCounter) sweep(sh *counterShard, now time.Time) {
 	sh.lastSweep = now
 }
 
+// sweepAll sweeps every shard, at most once a second: a full counter is
+// asked on every first use of a nonce.
 func (c *MemoryCounter) sweepAll(now time.Time) {
 	last := c.lastFull.Load()
 	if now.UnixNano()-last < int64(time.Second) || !c.lastFull.CompareAndSwap(last, now.UnixNano()) {

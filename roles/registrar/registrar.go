@@ -22,8 +22,9 @@ import (
 type Store interface {
 	// Put merges records into key (see Newer).
 	Put(ctx context.Context, key string, recs ...Record) error
-	// Get returns key's live records, best in ID order (overlay/store's):
-	// the registrar then neither searches nor sorts a refresh's bindings.
+	// Get returns key's live records in ID order, one per ID, as
+	// overlay/store keeps them: the registrar neither sorts nor checks
+	// them, and finds a binding by binary search.
 	// No one may modify the values it returns, ever (overlay/store's are
 	// shared by every reader): the registrar's bindings refer to them in
 	// place.
@@ -236,12 +237,10 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		if err != nil {
 			return
 		}
-		c := liveBinding{id: rec.ID, b: b, exp: rec.Expires}
-		if len(cur) == 0 || cur[len(cur)-1].id < rec.ID {
-			cur = append(cur, c) // the store's order, by ID, without a search each
-		} else {
-			cur = cur.set(c)
-		}
+		// In the store's order, by ID (Store.Get), without comparing the
+		// IDs: their octets, one cache miss each in a big store, are
+		// then read only by find's binary search.
+		cur = append(cur, liveBinding{id: rec.ID, b: b, exp: rec.Expires})
 	})
 
 	var writes []Record
@@ -346,10 +345,6 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	// Step 8: 200 OK listing every current binding with its expiry.
 	res := sipstatus.NewResponse(req, 200, "OK")
 	gruu := r.temp != nil && sipmsg.HasOptionTag(req, "Supported", "gruu")
-	byID := func(a, b liveBinding) int { return strings.Compare(a.id, b.id) }
-	if !slices.IsSortedFunc(cur, byID) { // a refresh keeps the store's order
-		slices.SortFunc(cur, byID)
-	}
 	// One Contact header field listing them all, comma-separated (RFC
 	// 3261 §7.3.1), as Kamailio writes it: one allocation, not a header
 	// and a string per binding.
@@ -436,17 +431,20 @@ type liveBinding struct {
 	exp time.Time // the stored record's expiry (kept by tombstones)
 }
 
-// bindingSet is an AOR's bindings, at most one per id.
+// bindingSet is an AOR's bindings, at most one per id, sorted by id: the
+// store's order, which the 200 lists them in.
 type bindingSet []liveBinding
 
 // find returns the index of id, or -1.
 func (s bindingSet) find(id string) int {
-	for i := range s {
-		if s[i].id == id {
-			return i
-		}
+	if i, ok := s.search(id); ok {
+		return i
 	}
 	return -1
+}
+
+func (s bindingSet) search(id string) (int, bool) {
+	return slices.BinarySearchFunc(s, id, func(c liveBinding, id string) int { return strings.Compare(c.id, id) })
 }
 
 // at returns the binding at index i of find, or nil.
@@ -457,15 +455,16 @@ func (s bindingSet) at(i int) *liveBinding {
 	return &s[i]
 }
 
-// set adds c, or replaces the binding with its id, and returns the set.
-// (A value receiver: through a pointer, the caller's array on the stack
-// would move to the heap.)
+// set adds c in its place, or replaces the binding with its id, and
+// returns the set. (A value receiver: through a pointer, the caller's
+// array on the stack would move to the heap.)
 func (s bindingSet) set(c liveBinding) bindingSet {
-	if i := s.find(c.id); i >= 0 {
+	i, ok := s.search(c.id)
+	if ok {
 		s[i] = c
 		return s
 	}
-	return append(s, c)
+	return slices.Insert(s, i, c)
 }
 
 // dateHeader formats the Date header field (RFC 3261 §20.17: RFC 1123

@@ -24,10 +24,9 @@ type Store interface {
 	Put(ctx context.Context, key string, recs ...Record) error
 	// Get returns key's live records in ID order, one per ID, as
 	// overlay/store keeps them: the registrar neither sorts nor checks
-	// them, and finds a binding by binary search.
-	// No one may modify the values it returns, ever (overlay/store's are
-	// shared by every reader): the registrar's bindings refer to them in
-	// place.
+	// them, and finds a binding by binary search. No one may modify the
+	// values it returns, ever (overlay/store's are shared by every
+	// reader): the registrar's bindings refer to them in place.
 	Get(ctx context.Context, key string) ([]Record, error)
 }
 
@@ -222,8 +221,8 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	if err != nil {
 		return nil, fmt.Errorf("registrar: reading %s: %w", aor, err)
 	}
-	// An AOR has a handful of bindings: a slice on the stack, searched
-	// in order, costs less than maps on every REGISTER. Room for 16 (3.5
+	// An AOR has a handful of bindings: a sorted slice on the stack costs
+	// less than maps on every REGISTER. Room for 16 (3.5
 	// KB of the reading goroutine's stack, which stays grown): a phone
 	// re-registering from a new port each time it wakes leaves a dozen
 	// bindings before the old ones expire, and a slice on the heap for

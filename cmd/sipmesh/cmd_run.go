@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/internal/gcgoal"
 	"github.com/sipmesh/sipmesh/internal/procs"
 	"github.com/sipmesh/sipmesh/node"
 )
@@ -25,9 +25,6 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
 	if w := cfg.SIP.TransactionWait; w > 0 {
 		setTransactionWait(time.Duration(w) * time.Second)
 	}
@@ -36,22 +33,22 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	if os.Getenv("SIPMESH_ADAPTIVE_PROCS") != "0" {
 		pc := procs.DefaultConfig()
 		pc.Logger = log
-		ctx, stop := context.WithCancel(ctx)
-		defer stop()
 		go procs.Run(ctx, pc)
+	}
+	// GOGC or GOMEMLIMIT in the environment: the operator paces the
+	// collector, as for any Go program.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		gc := gcgoal.DefaultConfig()
+		gc.Logger = log
+		go gcgoal.Run(ctx, gc)
 	}
 	return n.Run(ctx)
 }
-
-// defaultGCPercent is a running node's GOGC unless the environment sets
-// one: a SIP node's heap is mostly short-lived garbage per message, and
-// collecting at 200% growth instead of 100% cut its CPU per REGISTER by a
-// sixth (make bench), while a node with 100,000 bindings stays at about
-// 160 MB RSS (DECISIONS.md). GOGC and GOMEMLIMIT work as for any Go program.
-const defaultGCPercent = 200
 
 // setTransactionWait sets how long sipgo keeps finished transactions to
 // absorb retransmissions: Timer J (non-INVITE server), L and M (INVITE

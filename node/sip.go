@@ -250,16 +250,15 @@ func (r regStore) Put(ctx context.Context, key string, recs ...registrar.Record)
 	return r.s.Put(ctx, key, out...)
 }
 
-func (r regStore) Get(ctx context.Context, key string) ([]registrar.Record, error) {
+func (r regStore) Get(ctx context.Context, key string, dst []registrar.Record) ([]registrar.Record, error) {
 	recs, err := r.s.Get(ctx, key)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	out := make([]registrar.Record, len(recs))
-	for i, x := range recs {
-		out[i] = toRegistrarRecord(x)
+	for _, x := range recs {
+		dst = append(dst, toRegistrarRecord(x))
 	}
-	return out, nil
+	return dst, nil
 }
 
 // locator adapts the registrar's lookup to the proxy.

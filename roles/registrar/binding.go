@@ -124,8 +124,7 @@ func DecodeBinding(v []byte) (Binding, error) {
 // REGISTER, and copying its values was a fifth of the octets a REGISTER
 // allocated. That is sound because nothing modifies a value the store has
 // returned (Store.Get).
-func eachBinding(recs []Record, fn func(rec Record, b Binding, err error)) {
-	paths := &pathArena{hint: len(recs)}
+func eachBinding(recs []Record, paths *pathArena, fn func(rec Record, b Binding, err error)) {
 	for _, rec := range recs {
 		switch {
 		case rec.Deleted:
@@ -170,10 +169,12 @@ func decodeStored(v []byte, s string, arena *pathArena) (Binding, error) {
 }
 
 // pathArena hands out Path slices of one allocation, sized for hint
-// bindings of one Path entry each (a node's edge adds one).
+// bindings of one Path entry each (a node's edge adds one), or of the
+// buffer a reset left for reuse.
 type pathArena struct {
 	free []string
 	hint int
+	buf  []string // the last allocation, given out again after reset
 }
 
 // take returns a slice of n strings, capped so that appending to it
@@ -183,11 +184,19 @@ func (a *pathArena) take(n int) []string {
 		return make([]string, n)
 	}
 	if len(a.free) < n {
-		a.free = make([]string, max(n, a.hint))
+		a.buf = make([]string, max(n, a.hint, 2*len(a.buf)))
+		a.free = a.buf
 	}
 	out := a.free[:n:n]
 	a.free = a.free[n:]
 	return out
+}
+
+// reset takes back every slice given out, for reuse: their holders must
+// be done with them.
+func (a *pathArena) reset() {
+	clear(a.buf)
+	a.free = a.buf
 }
 
 func decodeJSONBinding(v []byte) (Binding, error) {

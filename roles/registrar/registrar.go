@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,14 +21,16 @@ import (
 
 // Store is what the registrar needs of the replicated store.
 type Store interface {
-	// Put merges records into key (see Newer).
+	// Put merges records into key (see Newer). It must not keep recs,
+	// which the registrar reuses.
 	Put(ctx context.Context, key string, recs ...Record) error
-	// Get returns key's live records in ID order, one per ID, as
-	// overlay/store keeps them: the registrar neither sorts nor checks
-	// them, and finds a binding by binary search. No one may modify the
-	// values it returns, ever (overlay/store's are shared by every
-	// reader): the registrar's bindings refer to them in place.
-	Get(ctx context.Context, key string) ([]Record, error)
+	// Get appends key's live records to dst, in ID order, one per ID, as
+	// overlay/store keeps them, and returns the extended slice: the
+	// registrar neither sorts nor checks them, finds a binding by binary
+	// search, and reuses dst from one REGISTER to the next. No one may
+	// modify the values it returns, ever (overlay/store's are shared by
+	// every reader): the registrar's bindings refer to them in place.
+	Get(ctx context.Context, key string, dst []Record) ([]Record, error)
 }
 
 // Authenticator verifies digest credentials; *digest.Authenticator is one.
@@ -59,6 +62,7 @@ type Registrar struct {
 	gruuSecret     []byte
 	temp           *tempGRUUs // nil: no GRUUs issued
 	date           dateHeader
+	scratch        sync.Pool // *scratch
 }
 
 // Option configures a Registrar.
@@ -146,13 +150,13 @@ func AOR(u sip.Uri) string {
 
 // Lookup returns the live bindings of aor, highest q first.
 func (r *Registrar) Lookup(ctx context.Context, aor string) ([]Binding, error) {
-	recs, err := r.store.Get(ctx, aor)
+	recs, err := r.store.Get(ctx, aor, nil)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: lookup %s: %w", aor, err)
 	}
 	now := r.now()
 	out := make([]Binding, 0, len(recs))
-	eachBinding(recs, func(rec Record, b Binding, err error) {
+	eachBinding(recs, &pathArena{hint: len(recs)}, func(rec Record, b Binding, err error) {
 		switch {
 		case !rec.Expires.IsZero() && !now.Before(rec.Expires):
 		case err != nil:
@@ -217,22 +221,20 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	}
 	now := r.now()
 
-	recs, err := r.store.Get(ctx, aor)
+	// The AOR's records, its bindings and the writes go in buffers reused
+	// from one REGISTER to the next: for an AOR of a dozen bindings they
+	// were a third of the octets a REGISTER allocated.
+	sc := r.takeScratch()
+	var cur bindingSet
+	var writes []Record
+	defer func() { r.releaseScratch(sc, cur, writes) }()
+	recs, err := r.store.Get(ctx, aor, sc.recs[:0])
 	if err != nil {
 		return nil, fmt.Errorf("registrar: reading %s: %w", aor, err)
 	}
-	// An AOR has a handful of bindings: a sorted slice on the stack costs
-	// less than maps on every REGISTER. Room for 16 (3.5
-	// KB of the reading goroutine's stack, which stays grown): a phone
-	// re-registering from a new port each time it wakes leaves a dozen
-	// bindings before the old ones expire, and a slice on the heap for
-	// them was a sixth of the octets a REGISTER allocated.
-	var room [16]liveBinding
-	cur := bindingSet(room[:0])
-	if n := len(recs) + len(contacts); n > len(room) {
-		cur = make(bindingSet, 0, n) // once, rather than growing by doubling
-	}
-	eachBinding(recs, func(rec Record, b Binding, err error) {
+	sc.recs = recs
+	cur = slices.Grow(sc.cur[:0], len(recs)+len(contacts))
+	eachBinding(recs, &sc.paths, func(rec Record, b Binding, err error) {
 		if err != nil {
 			return
 		}
@@ -241,8 +243,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 		// then read only by find's binary search.
 		cur = append(cur, liveBinding{id: rec.ID, b: b, exp: rec.Expires})
 	})
-
-	var writes []Record
+	writes = sc.writes[:0]
 	// Step 6: Contact: * with Expires: 0 removes every binding.
 	if wildcard {
 		if !hasHeaderExpires || headerExpires != 0 {
@@ -421,6 +422,33 @@ func (r *Registrar) writeContact(v *strings.Builder, b *Binding, left int64, gru
 			r.gruuParams(v, *b)
 		}
 	}
+}
+
+// scratch is the buffers of one Register call. They refer to the store's
+// values and are cleared when the call is done, so that a pooled one does
+// not keep a value the store has dropped.
+type scratch struct {
+	recs   []Record
+	cur    bindingSet
+	writes []Record
+	paths  pathArena
+}
+
+func (r *Registrar) takeScratch() *scratch {
+	if sc, ok := r.scratch.Get().(*scratch); ok {
+		return sc
+	}
+	return &scratch{}
+}
+
+// releaseScratch clears sc and pools it, keeping the grown buffers.
+func (r *Registrar) releaseScratch(sc *scratch, cur bindingSet, writes []Record) {
+	clear(sc.recs)
+	sc.cur, sc.writes = cur, writes
+	clear(sc.cur)
+	clear(sc.writes)
+	sc.paths.reset()
+	r.scratch.Put(sc)
 }
 
 // liveBinding is a binding of the AOR as a REGISTER leaves it.

@@ -47,18 +47,18 @@ func (m *memStore) Put(_ context.Context, key string, recs ...Record) error {
 	return nil
 }
 
-func (m *memStore) Get(_ context.Context, key string) ([]Record, error) {
+func (m *memStore) Get(_ context.Context, key string, dst []Record) ([]Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []Record
+	n := len(dst)
 	for _, r := range m.recs[key] {
 		if !r.Deleted && m.now().Before(r.Expires) {
-			out = append(out, r)
+			dst = append(dst, r)
 		}
 	}
 	// In ID order, as overlay/store gives them.
-	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
+	slices.SortFunc(dst[n:], func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
+	return dst, nil
 }
 
 type okAuth struct{ user string }

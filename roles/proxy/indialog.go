@@ -81,7 +81,7 @@ func (p *Proxy) takeBye(props sip.TransportReadProps, req *sip.Request) bool {
 		return true
 	}
 	dst, perr := netip.ParseAddrPort(t.dest)
-	conn, ok := p.udp[props.LocalAddr.String()]
+	conn, ok := p.udpSocket(props.LocalAddr)
 	if perr != nil || t.transport != "UDP" || !ok {
 		return giveBack()
 	}
@@ -119,7 +119,7 @@ func (p *Proxy) takeStatelessResponse(props sip.TransportReadProps, res *sip.Res
 	if b, _ := v.Params.Get("branch"); !strings.HasPrefix(b, statelessBranchMagic) {
 		return false
 	}
-	conn, ok := p.udp[props.LocalAddr.String()]
+	conn, ok := p.udpSocket(props.LocalAddr)
 	if !ok {
 		return false
 	}

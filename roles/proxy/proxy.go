@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,10 +176,10 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	self  map[string]bool           // our IPs
-	ports map[int]bool              // our ports
-	via   map[string]string         // transport (lower) -> our host:port
-	udp   map[string]net.PacketConn // local address -> socket, for the stateless path's answers
+	self  map[string]bool                   // our IPs
+	ports map[int]bool                      // our ports
+	via   map[string]string                 // transport (lower) -> our host:port
+	udp   map[netip.AddrPort]net.PacketConn // local address -> socket, for the stateless path's answers
 	// udpReaders are every UDP socket, several per address (listenUDP).
 	udpReaders []net.PacketConn
 	lns        []listener
@@ -219,7 +220,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		return nil, errors.New("proxy: relaying to foreign domains needs a resolver")
 	}
 	p = &Proxy{cfg: cfg, log: log, flows: &flowKeys{key: key},
-		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[string]net.PacketConn{}}
+		self: map[string]bool{}, ports: map[int]bool{}, via: map[string]string{}, udp: map[netip.AddrPort]net.PacketConn{}}
 	p.cfg.Domain = strings.ToLower(cfg.Domain)
 	p.media.m = map[string]*mediaCall{}
 	p.valid = sipmsg.New(sipmsg.WithLogger(log))
@@ -250,7 +251,7 @@ func New(cfg Config) (p *Proxy, err error) {
 					"listen", l.Addr, "bytes", rcvbuf, "asked", udpReadBuffer)
 			}
 			c := conns[0]
-			p.udp[c.LocalAddr().String()] = c
+			p.udp[udpAddrPort(c.LocalAddr())] = c
 			p.udpReaders = append(p.udpReaders, conns...)
 			p.addSelf(tr, c.LocalAddr().String())
 		case "tcp", "ws", "tls", "wss":
@@ -412,6 +413,24 @@ func (p *Proxy) admit(ip string) bool {
 	return p.pike == nil || p.cfg.Mesh.IsPeer(ip) || p.pike.allow(ip)
 }
 
+// udpSocket is the listening socket whose address is local, the address a
+// datagram came to.
+func (p *Proxy) udpSocket(local net.Addr) (net.PacketConn, bool) {
+	c, ok := p.udp[udpAddrPort(local)]
+	return c, ok
+}
+
+// udpAddrPort is a UDP address as a map key, IPv4 unmapped, without the
+// allocations of its String (a lookup per datagram answered).
+func udpAddrPort(a net.Addr) netip.AddrPort {
+	u, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := u.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // reject answers a datagram that sipmsg refused, from the socket it came
 // to (RFC 3261 §18.2.2).
 func (p *Proxy) reject(r sipmsg.Rejection) {
@@ -422,7 +441,7 @@ func (p *Proxy) reject(r sipmsg.Rejection) {
 		return
 	}
 	if strings.EqualFold(r.Props.Transport, "udp") {
-		if c, ok := p.udp[r.Props.LocalAddr.String()]; ok {
+		if c, ok := p.udpSocket(r.Props.LocalAddr); ok {
 			c.WriteTo([]byte(res.String()), r.Props.RemoteAddr)
 		}
 		return

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,7 +193,7 @@ func (p *Proxy) answerRegister(j registerJob) {
 // RFC 3261 §18.2.2 and RFC 3581 §4 say: the source address, at rport when
 // the client asked for it, else at the port of the topmost Via.
 func (p *Proxy) writeUDP(props sip.TransportReadProps, req *sip.Request, b []byte) {
-	conn, ok := p.udp[props.LocalAddr.String()]
+	conn, ok := p.udpSocket(props.LocalAddr)
 	if !ok {
 		return
 	}
@@ -205,8 +204,8 @@ func (p *Proxy) writeUDP(props sip.TransportReadProps, req *sip.Request, b []byt
 			if port == 0 {
 				port = 5060
 			}
-			if ap, err := netip.ParseAddrPort(to.String()); err == nil {
-				to = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(port)))
+			if u, ok := to.(*net.UDPAddr); ok && u.Port != port {
+				to = &net.UDPAddr{IP: u.IP, Port: port, Zone: u.Zone}
 			}
 		}
 	}
@@ -222,19 +221,28 @@ func (s *statelessRegister) key(src string, req *sip.Request) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(src)
+	// Piece by piece, each after a separator: joining them first was
+	// four strings allocated per REGISTER.
+	field := func(v string) { h.WriteByte(0); h.WriteString(v) }
+	var num [20]byte
 	if v := req.Via(); v != nil {
 		b, _ := v.Params.Get("branch")
-		h.WriteString("\x00" + b + "\x00" + v.Host + ":" + strconv.Itoa(v.Port))
+		field(b)
+		field(v.Host)
+		h.WriteByte(':')
+		h.Write(strconv.AppendInt(num[:0], int64(v.Port), 10))
 	}
 	if c := req.CallID(); c != nil {
-		h.WriteString("\x00" + c.Value())
+		field(c.Value())
 	}
 	if f := req.From(); f != nil {
 		t, _ := f.Params.Get("tag")
-		h.WriteString("\x00" + t)
+		field(t)
 	}
 	if c := req.CSeq(); c != nil {
-		h.WriteString("\x00" + strconv.FormatUint(uint64(c.SeqNo), 10) + string(c.MethodName))
+		h.WriteByte(0)
+		h.Write(strconv.AppendUint(num[:0], uint64(c.SeqNo), 10))
+		h.WriteString(string(c.MethodName))
 	}
 	return h.Sum64()
 }

@@ -250,15 +250,11 @@ func (r regStore) Put(ctx context.Context, key string, recs ...registrar.Record)
 	return r.s.Put(ctx, key, out...)
 }
 
+// Get reads with Each: the store can then change the key's records in
+// place on the REGISTER's write (store.Store.Each).
 func (r regStore) Get(ctx context.Context, key string, dst []registrar.Record) ([]registrar.Record, error) {
-	recs, err := r.s.Get(ctx, key)
-	if err != nil {
-		return dst, err
-	}
-	for _, x := range recs {
-		dst = append(dst, toRegistrarRecord(x))
-	}
-	return dst, nil
+	err := r.s.Each(ctx, key, func(x store.Record) { dst = append(dst, toRegistrarRecord(x)) })
+	return dst, err
 }
 
 // locator adapts the registrar's lookup to the proxy.

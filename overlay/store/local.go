@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,12 @@ func (pt *partition) noteDue(recs []Record) {
 type entry struct {
 	recs   []Record // sorted by ID
 	digest uint64
+	// shared is set once recs has been handed out without a copy (getLive,
+	// snapshot): a write then replaces the slice instead of changing it.
+	// Until then a write changes it in place: a registrar writes an AOR on
+	// every REGISTER, and copying its dozen records each time was the
+	// biggest allocation of a REGISTER.
+	shared atomic.Bool
 }
 
 // snap is a copy of one key taken for a push.
@@ -75,7 +82,10 @@ func (l *local) apply(p int, key string, in []Record, now time.Time) bool {
 	var recs []Record
 	var old uint64
 	if e != nil {
-		recs, old = slices.Clone(e.recs), e.digest
+		recs, old = e.recs, e.digest
+		if e.shared.Load() {
+			recs = slices.Clone(recs)
+		}
 	}
 	d := old // kept as keyDigest(key, recs), record by record
 	for _, r := range in {
@@ -113,10 +123,14 @@ func (l *local) apply(p int, key string, in []Record, now time.Time) bool {
 		}
 		return false
 	}
+	if e != nil && !e.shared.Load() {
+		e.recs, e.digest = recs, d // in place, the slice's own
+	} else if e == nil || d != old {
+		pt.keys[key] = &entry{recs: recs, digest: d}
+	}
 	if e != nil && d == old {
 		return false
 	}
-	pt.keys[key] = &entry{recs: recs, digest: d}
 	pt.digest ^= old ^ d
 	pt.noteDue(recs)
 	return true
@@ -142,18 +156,35 @@ func (l *local) get(p int, key string, now time.Time) []Record {
 }
 
 // getLive is what Store.live makes of get's result, taken straight from
-// key's entry (whose slice a write replaces and never changes): a single
-// node reads its own copy on every REGISTER, and the intermediate copy was
-// one more slice per read.
+// key's entry, whose slice a write then replaces rather than changes
+// (entry.shared): a single node reads its own copy on every request, and
+// the intermediate copy was one more slice per read.
 func (l *local) getLive(p int, key string, now time.Time) []Record {
 	pt := l.parts[p]
 	pt.mu.RLock()
-	e := pt.keys[key]
-	pt.mu.RUnlock()
-	if e == nil {
-		return nil
+	var recs []Record
+	if e := pt.keys[key]; e != nil {
+		e.shared.Store(true)
+		recs = e.recs
 	}
-	return liveRecords(e.recs, now)
+	pt.mu.RUnlock()
+	return liveRecords(recs, now)
+}
+
+// eachLive calls fn with each live record of key, under the partition's
+// lock, without handing out the slice: the next write may change it in
+// place.
+func (l *local) eachLive(p int, key string, now time.Time, fn func(Record)) {
+	pt := l.parts[p]
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	if e := pt.keys[key]; e != nil {
+		for _, r := range e.recs {
+			if r.Live(now) {
+				fn(r)
+			}
+		}
+	}
 }
 
 // sweep forgets the records of partition p that are gone.
@@ -217,6 +248,7 @@ func (l *local) snapshot(p int, now time.Time) []snap {
 	defer pt.mu.RUnlock()
 	out := make([]snap, 0, len(pt.keys))
 	for k, e := range pt.keys {
+		e.shared.Store(true)
 		out = append(out, snap{key: k, recs: e.recs, digest: e.digest})
 	}
 	return out

@@ -429,6 +429,24 @@ func (s *Store) Get(ctx context.Context, key string) ([]Record, error) {
 	return s.live(merged[key]), nil
 }
 
+// Each calls fn with each of key's live records, in ID order: Get without
+// a slice to keep. When this node is alone, fn runs under the lock of the
+// key's partition, and the next write of the key changes its records in
+// place rather than copying them (Get's slice, shared with its caller,
+// makes the write copy); fn must be quick and must not call the store.
+// As with Get, the Values are the stored octets and must not be modified.
+func (s *Store) Each(ctx context.Context, key string, fn func(Record)) error {
+	if s.Alone() {
+		s.local.eachLive(s.partition(key), key, s.cfg.Now(), fn)
+		return nil
+	}
+	recs, err := s.Get(ctx, key)
+	for _, r := range recs {
+		fn(r)
+	}
+	return err
+}
+
 // GetMany is Get for many keys at once, with one call per holder rather
 // than per key. Keys no holder answered for are missing from the result
 // and counted in the error; keys that do not exist map to nothing.

@@ -38,10 +38,10 @@ type statelessPaths struct{ p *Proxy }
 
 var _ sipmsg.Taker = statelessPaths{}
 
-func (s statelessPaths) Take(props sip.TransportReadProps, msg sip.Message) bool {
+func (s statelessPaths) Take(props sip.TransportReadProps, data []byte, msg sip.Message) bool {
 	switch m := msg.(type) {
 	case *sip.Request:
-		return s.p.takeRegister(props, m) || s.p.takeChallenge(props, m) || s.p.ackOfChallenge(m) || s.p.takeBye(props, m)
+		return s.p.takeRegister(props, data, m) || s.p.takeChallenge(props, m) || s.p.ackOfChallenge(m) || s.p.takeBye(props, m)
 	case *sip.Response:
 		return s.p.takeStatelessResponse(props, m)
 	}

@@ -27,6 +27,10 @@ import (
 // received is "transport:ip:port" of the previous hop.
 type Registrar interface {
 	Register(ctx context.Context, req *sip.Request, received string) (*sip.Response, error)
+	// Reregister is Register for a retransmission, octet for octet, of a
+	// REGISTER that Register accepted: its credentials are not checked
+	// again (their nonce count would be refused as a replay).
+	Reregister(ctx context.Context, req *sip.Request, received string) (*sip.Response, error)
 }
 
 // Target is one contact of an AOR.

@@ -501,7 +501,7 @@ func (p *Proxy) verify(ctx context.Context, in *inbound) error {
 func (p *Proxy) register(ctx context.Context, in *inbound) error {
 	req := in.req
 	if p.cfg.Registrar != nil {
-		res, err := p.registerHere(ctx, in)
+		res, err := p.registerHere(ctx, in, false)
 		if err != nil {
 			return err
 		}
@@ -555,9 +555,13 @@ func (p *Proxy) addPath(in *inbound) {
 // registerHere has this node's registrar process a REGISTER (through a
 // server transaction, or on the stateless path), and adds the edge's
 // Flow-Timer to its 200.
-func (p *Proxy) registerHere(ctx context.Context, in *inbound) (*sip.Response, error) {
+func (p *Proxy) registerHere(ctx context.Context, in *inbound, retransmitted bool) (*sip.Response, error) {
 	p.addPath(in)
-	res, err := p.cfg.Registrar.Register(ctx, in.req, in.flow.String())
+	register := p.cfg.Registrar.Register
+	if retransmitted {
+		register = p.cfg.Registrar.Reregister
+	}
+	res, err := register(ctx, in.req, in.flow.String())
 	if err != nil {
 		return nil, err
 	}

@@ -30,9 +30,15 @@ var ErrOverload = errors.New("proxy: overloaded, queue full")
 // memory. What the transaction is for, answering a retransmission with the
 // same response, is done two ways: the registrar takes a REGISTER with the
 // CSeq it already has for the Call-ID as a retransmission and changes
-// nothing (as Kamailio's does), and for a REGISTER with credentials, which
-// a second pass would refuse as a nonce-count replay (RFC 7616 §3.4),
-// replyCache keeps the response's octets. The queue is bounded: when it is full the REGISTER gets 503 with
+// nothing (as Kamailio's does), and a REGISTER with credentials, which a
+// second pass would refuse as a nonce-count replay (RFC 7616 §3.4), is
+// remembered in replyCache: a hash of its octets, and when it was not
+// accepted the response's octets. A retransmission, octet for octet, of one
+// that was accepted goes through the registrar again with its credentials
+// taken as verified (Registrar.Reregister), and gets the bindings as they are;
+// one that was not gets the same response again. Keeping every 200 for
+// Timer J instead took hundreds of MB at 15,000 REGISTERs a second, and
+// the collector's work on them showed in the latency. The queue is bounded: when it is full the REGISTER gets 503 with
 // Retry-After (RFC 3261 §21.5.4), so an overloaded node sheds load instead
 // of growing without bound.
 const (
@@ -46,6 +52,9 @@ type registerJob struct {
 	req   *sip.Request
 	props sip.TransportReadProps
 	key   uint64
+	sum   uint64 // hash of the datagram
+	// again: a retransmission of an accepted REGISTER with credentials.
+	again bool
 }
 
 // statelessRegister is the state of the stateless path.
@@ -69,7 +78,7 @@ func newStatelessRegister(queue int, wait time.Duration) *statelessRegister {
 // takeRegister is the read filter's hook (sipmsg.Validator.DatagramFilter):
 // it takes a REGISTER that this node answers itself and that needs none of
 // the proxy's routing, and leaves anything else to sipgo.
-func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool {
+func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.Message) bool {
 	req, ok := msg.(*sip.Request)
 	if !ok || req.Method != sip.REGISTER || p.cfg.Registrar == nil || p.stateless == nil ||
 		!strings.EqualFold(props.Transport, "udp") || props.RemoteAddr == nil || !p.statelessOK(req) {
@@ -81,15 +90,22 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, msg sip.Message) bool
 	req.SetTransport("UDP")
 	req.SetSource(src)
 	key := s.key(src, req)
-	switch b, seen := s.replies.reserve(key); {
-	case seen && b != nil:
+	sum := maphash.Bytes(s.seed, data)
+	j := registerJob{req: req, props: props, key: key, sum: sum}
+	switch r, seen := s.replies.reserve(key); {
+	case !seen:
+	case r.sum != sum:
+		// Not a retransmission, though its transaction's key is one
+		// already seen: processed on its own, its credentials checked.
+	case r.resp != nil:
 		// A retransmission: the same response again (RFC 3261 §17.2.2).
-		p.writeUDP(props, req, b)
+		p.writeUDP(props, req, r.resp)
 		return true
-	case seen:
+	case r.accepted:
+		j.again = true
+	default:
 		return true // a retransmission of a REGISTER still being processed
 	}
-	j := registerJob{req: req, props: props, key: key}
 	if p.cfg.Mesh.Alone() {
 		// Nothing to wait for: answered in the reading goroutine, as a
 		// Kamailio process does, sparing a hand-off to a worker.
@@ -165,7 +181,7 @@ func (p *Proxy) answerRegister(j registerJob) {
 		ctx, cancel = context.WithTimeout(p.ctx, maxTransaction)
 		defer cancel()
 	}
-	res, err := p.registerHere(ctx, in)
+	res, err := p.registerHere(ctx, in, j.again)
 	if err != nil {
 		p.logFailure(in, err)
 		res = sipstatus.Response(j.req, err)
@@ -180,10 +196,13 @@ func (p *Proxy) answerRegister(j registerJob) {
 	}
 	buf.Reset()
 	res.StringWrite(buf)
-	if sipmsg.Header(j.req, "Authorization") != nil {
-		s.replies.put(j.key, bytes.Clone(buf.Bytes()))
-	} else {
-		s.replies.forget(j.key)
+	switch {
+	case sipmsg.Header(j.req, "Authorization") == nil:
+		s.replies.forget(j.key) // a second pass changes nothing
+	case res.StatusCode/100 == 2:
+		s.replies.put(j.key, reply{sum: j.sum, accepted: true})
+	default:
+		s.replies.put(j.key, reply{sum: j.sum, resp: bytes.Clone(buf.Bytes())})
 	}
 	p.writeUDP(j.props, j.req, buf.Bytes())
 	s.wire.Put(buf)
@@ -247,19 +266,26 @@ func (s *statelessRegister) key(src string, req *sip.Request) uint64 {
 	return h.Sum64()
 }
 
-// replyCache remembers the responses of the stateless path for at least
-// span (Timer J): two generations of maps, the older dropped whole, so an
-// entry costs its key and the response's octets and nothing is swept one
-// by one. A nil value marks a request still being processed.
+// replyCache remembers the REGISTERs with credentials of the stateless
+// path for at least span (Timer J): two generations of maps, the older
+// dropped whole, so that nothing is swept one by one.
 type replyCache struct {
 	mu        sync.Mutex
 	span      time.Duration
 	rotated   time.Time
-	cur, prev map[uint64][]byte
+	cur, prev map[uint64]reply
+}
+
+// reply is what a REGISTER got. The zero value marks one still being
+// processed.
+type reply struct {
+	sum      uint64 // hash of the REGISTER's octets
+	accepted bool   // answered 2xx
+	resp     []byte // the response's octets, when not accepted
 }
 
 func newReplyCache(span time.Duration) *replyCache {
-	return &replyCache{span: span, rotated: time.Now(), cur: map[uint64][]byte{}, prev: map[uint64][]byte{}}
+	return &replyCache{span: span, rotated: time.Now(), cur: map[uint64]reply{}, prev: map[uint64]reply{}}
 }
 
 func (c *replyCache) rotate(now time.Time) {
@@ -268,34 +294,33 @@ func (c *replyCache) rotate(now time.Time) {
 		return
 	}
 	if age >= 2*c.span { // idle for two spans: both generations are old
-		c.cur = map[uint64][]byte{}
+		c.cur = map[uint64]reply{}
 	}
-	c.prev, c.cur, c.rotated = c.cur, make(map[uint64][]byte, len(c.cur)), now
+	c.prev, c.cur, c.rotated = c.cur, make(map[uint64]reply, len(c.cur)), now
 }
 
-// reserve returns the response remembered for key (nil while it is being
-// processed) and whether key was seen; when it was not, key is marked as
-// being processed.
-func (c *replyCache) reserve(key uint64) (resp []byte, seen bool) {
+// reserve returns what key got and whether key was seen; when it was not,
+// key is marked as being processed.
+func (c *replyCache) reserve(key uint64) (r reply, seen bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rotate(time.Now())
-	if b, ok := c.cur[key]; ok {
-		return b, true
+	if r, ok := c.cur[key]; ok {
+		return r, true
 	}
-	if b, ok := c.prev[key]; ok {
-		return b, true
+	if r, ok := c.prev[key]; ok {
+		return r, true
 	}
-	c.cur[key] = nil
-	return nil, false
+	c.cur[key] = reply{}
+	return reply{}, false
 }
 
-func (c *replyCache) put(key uint64, resp []byte) {
+func (c *replyCache) put(key uint64, r reply) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rotate(time.Now())
 	delete(c.prev, key)
-	c.cur[key] = resp
+	c.cur[key] = r
 }
 
 func (c *replyCache) forget(key uint64) {

@@ -181,6 +181,20 @@ func (r *Registrar) Lookup(ctx context.Context, aor string) ([]Binding, error) {
 // to send, or an error mapping to the final response (sipstatus.Of).
 // received is "transport:ip:port" of the hop the request came from.
 func (r *Registrar) Register(ctx context.Context, req *sip.Request, received string) (*sip.Response, error) {
+	return r.register(ctx, req, received, true)
+}
+
+// Reregister is Register for a retransmission, octet for octet, of a
+// REGISTER that Register accepted, which the caller has established (the
+// edge keeps a hash of each datagram for Timer J): its credentials are not
+// verified again, since their nonce count would be refused as a replay
+// (RFC 7616 §3.4), and, its Call-ID and CSeq being the ones stored, it
+// changes nothing and gets the current bindings (step 7).
+func (r *Registrar) Reregister(ctx context.Context, req *sip.Request, received string) (*sip.Response, error) {
+	return r.register(ctx, req, received, false)
+}
+
+func (r *Registrar) register(ctx context.Context, req *sip.Request, received string, verify bool) (*sip.Response, error) {
 	// Step 1: the Request-URI names the domain.
 	if !strings.EqualFold(req.Recipient.Host, r.domain) {
 		return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrNotOurDomain, req.Recipient.Host))
@@ -194,7 +208,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request, received str
 	}
 	aor := AOR(to.Address)
 	// Steps 3 and 4: authenticate, then authorise the user for the AOR.
-	if r.auth != nil {
+	if r.auth != nil && verify {
 		user, err := r.auth.Verify(ctx, req, false)
 		if err != nil {
 			return nil, err

@@ -188,6 +188,46 @@ func TestRegisterRefusals(t *testing.T) {
 	}
 }
 
+// onceAuth accepts each request's credentials once, as nonce counting
+// does: a second Verify of the same request is a replay.
+type onceAuth struct {
+	mu   sync.Mutex
+	seen map[*sip.Request]bool
+}
+
+func (a *onceAuth) Verify(_ context.Context, req *sip.Request, _ bool) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen[req] {
+		return "", sipstatus.Unauthorized(nil, errors.New("nonce count replayed"))
+	}
+	a.seen[req] = true
+	return req.To().Address.User, nil
+}
+
+// Reregister answers a retransmission that Register would refuse as a
+// replay, with the bindings as they are and without a write.
+func TestReregister(t *testing.T) {
+	st := newMemStore(time.Now)
+	r, _ := New("example.test", st, WithAuthenticator(&onceAuth{seen: map[*sip.Request]bool{}}))
+	ctx := context.Background()
+	req := reg(t, "x", 1, "Contact: <sip:a@192.0.2.1>", "Expires: 600")
+	if _, err := r.Register(ctx, req, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(ctx, req, ""); sipstatus.Of(err).Code != 401 {
+		t.Fatalf("Register of the same request again: %v, want 401", err)
+	}
+	version := st.ver
+	res, err := r.Reregister(ctx, req, "")
+	if err != nil || len(contacts(res)) != 1 || !strings.HasPrefix(contacts(res)[0], "<sip:a@192.0.2.1>;expires=") {
+		t.Fatalf("Reregister: %v, %v", res, err)
+	}
+	if st.ver != version {
+		t.Fatalf("Reregister wrote %d records", st.ver-version)
+	}
+}
+
 // The merge rule orders versions of one Call-ID by CSeq whatever their
 // store version, and leaves other Call-IDs to the store's version; values
 // in the stored form and in the JSON of earlier versions compare alike.

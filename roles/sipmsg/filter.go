@@ -9,9 +9,10 @@ import (
 // Taker is a stateless fast path that answers some datagrams itself, so
 // that they pay for neither sipgo's parse nor its transactions.
 type Taker interface {
-	// Take sees each accepted message first; when it returns true the
+	// Take sees each accepted message first, with the datagram it was
+	// read from (valid during the call only); when it returns true the
 	// message is its own and sipgo never reads it.
-	Take(props sip.TransportReadProps, msg sip.Message) bool
+	Take(props sip.TransportReadProps, data []byte, msg sip.Message) bool
 	// Wants reports whether a Plain datagram, which would go to sipgo
 	// unread, must be parsed and shown to Take. It looks at the raw
 	// octets, so it must be cheap, and a datagram it wants that Take
@@ -62,7 +63,7 @@ func (v *Validator) DatagramFilter(reject func(Rejection), take Taker) sip.Trans
 			}
 			return nil, nil
 		}
-		if take != nil && take.Take(props, msg) {
+		if take != nil && take.Take(props, data, msg) {
 			return nil, nil
 		}
 		return []byte(msg.String()), nil

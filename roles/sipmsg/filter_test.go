@@ -164,7 +164,7 @@ func TestDatagramFilterPassesPlain(t *testing.T) {
 type takeWanted struct{ taken []sip.Message }
 
 func (w *takeWanted) Wants(sip.TransportReadProps, []byte) bool { return true }
-func (w *takeWanted) Take(_ sip.TransportReadProps, m sip.Message) bool {
+func (w *takeWanted) Take(_ sip.TransportReadProps, _ []byte, m sip.Message) bool {
 	w.taken = append(w.taken, m)
 	return true
 }

@@ -33,14 +33,15 @@ var ErrOverload = errors.New("proxy: overloaded, queue full")
 // nothing (as Kamailio's does), and a REGISTER with credentials, which a
 // second pass would refuse as a nonce-count replay (RFC 7616 §3.4), is
 // remembered in replyCache: a hash of its octets, and when it was not
-// accepted the response's octets. A retransmission, octet for octet, of one
-// that was accepted goes through the registrar again with its credentials
-// taken as verified (Registrar.Reregister), and gets the bindings as they are;
-// one that was not gets the same response again. Keeping every 200 for
-// Timer J instead took hundreds of MB at 15,000 REGISTERs a second, and
-// the collector's work on them showed in the latency. The queue is bounded: when it is full the REGISTER gets 503 with
-// Retry-After (RFC 3261 §21.5.4), so an overloaded node sheds load instead
-// of growing without bound.
+// accepted the response's octets. A retransmission, octet for octet, of
+// one that was accepted goes through the registrar again with its
+// credentials taken as verified (Registrar.Reregister), and gets the
+// bindings as they are; one that was not gets the same response again.
+// Keeping every 200 for Timer J instead took hundreds of MB at 15,000
+// REGISTERs a second, and the collector's work on them showed in the
+// latency. The queue is bounded: when it is full the REGISTER gets 503
+// with Retry-After (RFC 3261 §21.5.4), so an overloaded node sheds load
+// instead of growing without bound.
 const (
 	registerWorkers      = 64
 	defaultRegisterQueue = 4096
@@ -92,7 +93,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 	key := s.key(src, req)
 	sum := maphash.Bytes(s.seed, data)
 	j := registerJob{req: req, props: props, key: key, sum: sum}
-	switch r, seen := s.replies.reserve(key); {
+	switch r, seen := s.replies.reserve(key, sum); {
 	case !seen:
 	case r.sum != sum:
 		// Not a retransmission, though its transaction's key is one
@@ -276,8 +277,8 @@ type replyCache struct {
 	cur, prev map[uint64]reply
 }
 
-// reply is what a REGISTER got. The zero value marks one still being
-// processed.
+// reply is what a REGISTER got; with neither accepted nor resp, it is
+// still being processed.
 type reply struct {
 	sum      uint64 // hash of the REGISTER's octets
 	accepted bool   // answered 2xx
@@ -300,8 +301,9 @@ func (c *replyCache) rotate(now time.Time) {
 }
 
 // reserve returns what key got and whether key was seen; when it was not,
-// key is marked as being processed.
-func (c *replyCache) reserve(key uint64) (r reply, seen bool) {
+// key is marked as being processed for the REGISTER whose octets hash to
+// sum.
+func (c *replyCache) reserve(key, sum uint64) (r reply, seen bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rotate(time.Now())
@@ -311,7 +313,7 @@ func (c *replyCache) reserve(key uint64) (r reply, seen bool) {
 	if r, ok := c.prev[key]; ok {
 		return r, true
 	}
-	c.cur[key] = reply{}
+	c.cur[key] = reply{sum: sum}
 	return reply{}, false
 }
 

@@ -101,6 +101,43 @@ func TestStatelessRegisterRetransmission(t *testing.T) {
 	}
 }
 
+// A retransmission that arrives while its REGISTER is still being
+// processed is absorbed: the registrar sees the REGISTER once, and no
+// Reregister follows.
+func TestStatelessRegisterRetransmissionWhileProcessed(t *testing.T) {
+	reg := &countingRegistrar{release: make(chan struct{})}
+	_, addr, _ := startProxy(t, Config{Registrar: reg})
+	conn, err := net.ListenPacket("udp", "127.0.44.7:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.7:5060>\r\n",
+		`Authorization: Digest username="alice", realm="example.test", nonce="n", uri="sip:example.test", response="00", qop=auth, nc=00000001, cnonce="c"`+"\r\n")
+	msg = strings.ReplaceAll(msg, "LOCAL", conn.LocalAddr().String())
+	dst, _ := net.ResolveUDPAddr("udp", addr)
+	conn.WriteTo([]byte(msg), dst)
+	retry.Eventually(t, 5*time.Second, func() error {
+		if reg.calls.Load() != 1 {
+			return errors.New("the REGISTER has not reached the registrar")
+		}
+		return nil
+	})
+	for range 3 {
+		conn.WriteTo([]byte(msg), dst)
+	}
+	time.Sleep(100 * time.Millisecond) // for the retransmissions to be read
+	close(reg.release)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 65535)
+	if n, _, err := conn.ReadFrom(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+		t.Fatalf("answer: %q, %v", buf[:n], err)
+	}
+	if c, a := reg.calls.Load(), reg.again.Load(); c != 1 || a != 0 {
+		t.Fatalf("Register called %d times, Reregister %d; want 1 and 0", c, a)
+	}
+}
+
 // Config.TransactionWait bounds how long a REGISTER with credentials is
 // remembered: a retransmission after it is processed afresh, as one
 // after Timer J would be by a server transaction (RFC 3261 §17.2.2).

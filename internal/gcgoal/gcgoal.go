@@ -74,12 +74,13 @@ func (c Config) Percent(live uint64) int {
 // cycle under way when GOGC is set, from the heap the last one marked.
 func Run(ctx context.Context, cfg Config) {
 	set := func(last int) int {
-		p := cfg.Percent(cfg.Live())
+		live := cfg.Live()
+		p := cfg.Percent(live)
 		// Setting GOGC takes the heap lock; unchanged within a tenth it is
 		// left alone.
 		if last == 0 || p*10 < last*9 || p*10 > last*11 {
 			cfg.SetPercent(p)
-			cfg.Logger.Debug("gcgoal: GOGC set", "percent", p, "live_bytes", cfg.Live())
+			cfg.Logger.Debug("gcgoal: GOGC set", "percent", p, "live_bytes", live)
 			return p
 		}
 		return last

@@ -497,8 +497,7 @@ func (s bindingSet) at(i int) *liveBinding {
 }
 
 // set adds c in its place, or replaces the binding with its id, and
-// returns the set. (A value receiver: through a pointer, the caller's
-// array on the stack would move to the heap.)
+// returns the set.
 func (s bindingSet) set(c liveBinding) bindingSet {
 	i, ok := s.search(c.id)
 	if ok {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sipmesh/sipmesh/internal/cacheline"
 )
 
 // local is a node's own copy of a store: one map per partition, each with
@@ -179,6 +181,9 @@ func (l *local) eachLive(p int, key string, now time.Time, fn func(Record)) {
 	pt.mu.RLock()
 	defer pt.mu.RUnlock()
 	if e := pt.keys[key]; e != nil {
+		// The records are read one by one, each handed to fn: read
+		// ahead, their cache misses overlap (internal/cacheline).
+		cacheline.TouchSlice(e.recs)
 		for _, r := range e.recs {
 			if r.Live(now) {
 				fn(r)

@@ -239,6 +239,11 @@ func names(ns []ring.Node) []string {
 // holders have (Merger). Records with a zero Version are stamped by this
 // node's clock. Put returns after W holders acknowledged, or all reachable
 // ones when fewer than W are; the other holders are still written.
+//
+// The store keeps the records' values as they are, and hands them to
+// readers: the caller must not change a value once it is passed to Put.
+// Copying each one, when every caller encodes a fresh value per write,
+// was an allocation and a copy per REGISTER for nothing.
 func (s *Store) Put(ctx context.Context, key string, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -249,7 +254,6 @@ func (s *Store) Put(ctx context.Context, key string, recs ...Record) error {
 		if r.ID == "" {
 			return fmt.Errorf("store %s: put %q: record %d has no ID", s.cfg.Role, key, i)
 		}
-		r.Value = slices.Clone(r.Value)
 		r.horizon = time.Time{}
 		if r.Version == 0 {
 			r.Version, r.Writer = s.clock.next(), s.self

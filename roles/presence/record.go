@@ -19,7 +19,8 @@ type Record struct {
 
 // Store is what the agent needs of the replicated presence store.
 type Store interface {
-	// Put merges records into key (see Newer).
+	// Put merges records into key (see Newer). It may keep the records'
+	// values: the agent never changes one after.
 	Put(ctx context.Context, key string, recs ...Record) error
 	// Get returns key's live records (not deleted, not expired).
 	Get(ctx context.Context, key string) ([]Record, error)

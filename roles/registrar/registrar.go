@@ -22,7 +22,8 @@ import (
 // Store is what the registrar needs of the replicated store.
 type Store interface {
 	// Put merges records into key (see Newer). It must not keep recs,
-	// which the registrar reuses.
+	// which the registrar reuses, but may keep their values: each is
+	// encoded for the write and never changed after.
 	Put(ctx context.Context, key string, recs ...Record) error
 	// Get appends key's live records to dst, in ID order, one per ID, as
 	// overlay/store keeps them, and returns the extended slice: the

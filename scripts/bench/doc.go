@@ -25,7 +25,9 @@
 // SIPMESH_BENCH_MEMORY=0 skips the 100,000-binding memory run,
 // SIPMESH_BENCH_RAMP=0 runs the fixed rates only, SIPMESH_BENCH_REPEAT=N
 // runs each fixed rate N times per server (default 3; the table shows the median),
-// SIPMESH_BENCH_PROFILE=DIR saves a CPU profile of every sipmesh run there,
+// SIPMESH_BENCH_PROFILE=DIR saves a CPU profile of every sipmesh run there
+// (pprof: on a VM it may catch only part of the CPU time; perf record -p
+// gives the whole),
 // SIPMESH_BENCH_FIXED=REG,CALL sets the fixed rates (default 500,100),
 // SIPMESH_BENCH_SCENARIOS=register,register-auth,call picks scenarios,
 // SIPMESH_BENCH_ONLY=kamailio leaves sipmesh out.

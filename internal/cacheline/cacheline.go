@@ -35,11 +35,7 @@ func Touch(b []byte) byte {
 
 // TouchSlice is Touch for the backing array of s (its len elements).
 func TouchSlice[T any](s []T) byte {
-	var zero T
-	n := len(s) * int(unsafe.Sizeof(zero))
-	if n == 0 {
-		return 0
-	}
+	n := len(s) * int(unsafe.Sizeof(*new(T)))
 	return Touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n))
 }
 

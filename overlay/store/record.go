@@ -255,9 +255,15 @@ type hlc struct {
 }
 
 func (c *hlc) next() uint64 {
+	return c.nextAt(c.now())
+}
+
+// nextAt is next with the physical clock read by the caller, which reads
+// it once for a whole write.
+func (c *hlc) nextAt(now time.Time) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pt := uint64(c.now().UnixMilli()) << 16
+	pt := uint64(now.UnixMilli()) << 16
 	if pt > c.last {
 		c.last = pt
 	} else {

@@ -256,7 +256,7 @@ func (s *Store) Put(ctx context.Context, key string, recs ...Record) error {
 		}
 		r.horizon = time.Time{}
 		if r.Version == 0 {
-			r.Version, r.Writer = s.clock.next(), s.self
+			r.Version, r.Writer = s.clock.nextAt(now), s.self
 		} else {
 			s.clock.observe(r.Version)
 		}
@@ -268,7 +268,7 @@ func (s *Store) Put(ctx context.Context, key string, recs ...Record) error {
 		}
 		out[i] = normalize(r)
 	}
-	return s.write(ctx, key, out)
+	return s.write(ctx, key, out, now)
 }
 
 // Delete removes records of key by writing tombstones that win over the
@@ -285,7 +285,7 @@ func (s *Store) Delete(ctx context.Context, key string, ids ...string) error {
 			continue
 		}
 		t := r
-		t.Deleted, t.Version, t.Writer, t.horizon = true, s.clock.next(), s.self, time.Time{}
+		t.Deleted, t.Version, t.Writer, t.horizon = true, s.clock.nextAt(now), s.self, time.Time{}
 		if t.Expires.IsZero() {
 			t.Expires = now.Add(s.cfg.TombstoneTTL)
 		}
@@ -294,7 +294,7 @@ func (s *Store) Delete(ctx context.Context, key string, ids ...string) error {
 	if len(tombs) == 0 {
 		return nil
 	}
-	return s.write(ctx, key, tombs)
+	return s.write(ctx, key, tombs, now)
 }
 
 type reply struct {
@@ -304,8 +304,9 @@ type reply struct {
 	old  bool // from a holder of the previous ring
 }
 
-// write sends recs to key's holders in parallel.
-func (s *Store) write(ctx context.Context, key string, recs []Record) error {
+// write sends recs to key's holders in parallel; now is the time of the
+// write, from which a tombstone without expiry is kept for the TTL.
+func (s *Store) write(ctx context.Context, key string, recs []Record, now time.Time) error {
 	r := s.ring()
 	p := r.Partition(key)
 	nodes := r.PartitionReplicas(p, s.cfg.Replicas)
@@ -313,7 +314,7 @@ func (s *Store) write(ctx context.Context, key string, recs []Record) error {
 		return ErrNoHolders
 	}
 	if len(nodes) == 1 && nodes[0].Name == s.self {
-		s.local.apply(p, key, recs, s.cfg.Now())
+		s.local.apply(p, key, recs, now)
 		return nil
 	}
 	holders := names(nodes)
@@ -322,7 +323,7 @@ func (s *Store) write(ctx context.Context, key string, recs []Record) error {
 	entry := entryToPB(key, recs)
 	for _, h := range holders {
 		if h == s.self {
-			s.local.apply(p, key, recs, s.cfg.Now())
+			s.local.apply(p, key, recs, now)
 			results <- reply{node: h}
 			continue
 		}

@@ -25,10 +25,15 @@ type views struct {
 // change, the previous one (else nil).
 func (s *Store) rings() (cur, prev *ring.Ring) {
 	base := s.m.Ring(s.cfg.Role)
-	now := s.cfg.Now()
 	v := &s.views
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.cur != nil && base == v.base && v.prev == nil && len(v.leaving) == 0 {
+		// The steady state, several times per request: nothing expires,
+		// so no clock read (a vDSO call that is dear on a VM).
+		return v.cur, nil
+	}
+	now := s.cfg.Now()
 	stale := v.cur == nil || base != v.base
 	for n, until := range v.leaving {
 		// Forgotten once gone from the overlay's ring, or after a while if
@@ -54,10 +59,10 @@ func (s *Store) rings() (cur, prev *ring.Ring) {
 		}
 		v.base, v.cur = base, next
 	}
-	if v.prev != nil && now.Before(v.prevUntil) {
-		prev = v.prev
+	if v.prev != nil && !now.Before(v.prevUntil) {
+		v.prev = nil // its grace is over
 	}
-	return v.cur, prev
+	return v.cur, v.prev
 }
 
 func (s *Store) ring() *ring.Ring {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
 
@@ -62,7 +63,7 @@ func (p *Proxy) foreign(ctx context.Context, in *inbound) error {
 	want = strings.ToLower(want)
 	var chain []target
 	for _, h := range hops {
-		tr := strings.ToLower(h.Transport)
+		tr := sipmsg.Transport(h.Transport)
 		if (tr != "udp" && tr != "tcp" && tr != "tls") || (want != "" && tr != want) || (ruri.IsEncrypted() && tr != "tls") {
 			continue
 		}

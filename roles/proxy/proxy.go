@@ -243,7 +243,7 @@ func New(cfg Config) (p *Proxy, err error) {
 		}
 	}()
 	for _, l := range cfg.Listen {
-		tr := strings.ToLower(l.Transport)
+		tr := sipmsg.Transport(l.Transport)
 		switch tr {
 		case "udp":
 			conns, rcvbuf, err := listenUDP(l.Addr, p.stale)

@@ -168,7 +168,7 @@ func callID(m sip.Message) string {
 func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *inbound {
 	src := req.Source()
 	host, port, _ := net.SplitHostPort(src)
-	in := &inbound{req: req, tx: tx, flow: flow{transport: strings.ToLower(req.Transport()), remote: src}}
+	in := &inbound{req: req, tx: tx, flow: flow{transport: sipmsg.Transport(req.Transport()), remote: src}}
 	in.peer = p.cfg.Mesh.IsPeer(host)
 	// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really
 	// came from in the topmost Via, for the responses and for the proxies

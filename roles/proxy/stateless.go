@@ -56,6 +56,9 @@ type registerJob struct {
 	sum   uint64 // hash of the datagram
 	// again: a retransmission of an accepted REGISTER with credentials.
 	again bool
+	// alone: the node held the registrar's state by itself when the
+	// REGISTER was taken (asked once: it locks the store's view).
+	alone bool
 }
 
 // statelessRegister is the state of the stateless path.
@@ -107,7 +110,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 	default:
 		return true // a retransmission of a REGISTER still being processed
 	}
-	if p.cfg.Mesh.Alone() {
+	if j.alone = p.cfg.Mesh.Alone(); j.alone {
 		// Nothing to wait for: answered in the reading goroutine, as a
 		// Kamailio process does, sparing a hand-off to a worker.
 		p.answerRegister(j)
@@ -174,7 +177,7 @@ func (p *Proxy) answerRegister(j registerJob) {
 	s := p.stateless
 	in := p.inbound(j.req, nil)
 	ctx := p.ctx
-	if !p.cfg.Mesh.Alone() {
+	if !j.alone {
 		// Replicas are written over the network: bounded. Alone, the
 		// store is this process's memory, and a deadline's timer would
 		// cost more than the REGISTER.

@@ -1,8 +1,6 @@
 package sipmsg
 
 import (
-	"strings"
-
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -48,7 +46,7 @@ type Rejection struct {
 // (RFC 3261 methods are case-sensitive); everything else survives.
 func (v *Validator) DatagramFilter(reject func(Rejection), take Taker) sip.TransportReadFilter {
 	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
-		switch strings.ToLower(props.Transport) {
+		switch Transport(props.Transport) {
 		case "udp", "ws", "wss":
 		default:
 			return data, nil

@@ -40,3 +40,16 @@ func Headers(m Fields, name string) iter.Seq[sip.Header] {
 		}
 	}
 }
+
+// Transport is the transport name in lower case, as roles compare them
+// (RFC 3261 §20.42 makes them case-insensitive): the names sipgo gives
+// ("UDP", "TLS", …) come out as constants, without the allocation of
+// strings.ToLower on every datagram.
+func Transport(name string) string {
+	for _, t := range [...]string{"udp", "tcp", "tls", "ws", "wss", "sctp"} {
+		if strings.EqualFold(name, t) {
+			return t
+		}
+	}
+	return strings.ToLower(name)
+}

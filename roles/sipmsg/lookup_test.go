@@ -55,3 +55,14 @@ func TestHeaderLookup(t *testing.T) {
 		t.Logf("sipgo's GetHeader no longer allocates: Header could go")
 	}
 }
+
+func TestTransport(t *testing.T) {
+	for in, want := range map[string]string{"UDP": "udp", "udp": "udp", "Tls": "tls", "WSS": "wss", "SCTP": "sctp", "QUIC": "quic", "": ""} {
+		if got := Transport(in); got != want {
+			t.Errorf("Transport(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Transport("UDP") }); n != 0 {
+		t.Errorf("Transport(\"UDP\") allocates %v times", n)
+	}
+}

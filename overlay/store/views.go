@@ -54,7 +54,9 @@ func (s *Store) rings() (cur, prev *ring.Ring) {
 			}
 			next = ring.New(nodes, base.Partitions())
 		}
-		if v.cur != nil && !sameNodes(v.cur, next) {
+		// An empty ring (before this node saw itself join) had no
+		// holders to hand off from.
+		if v.cur != nil && v.cur.Len() > 0 && !sameNodes(v.cur, next) {
 			v.prev, v.prevUntil = v.cur, now.Add(s.cfg.HandoffGrace)
 		}
 		v.base, v.cur = base, next
@@ -102,5 +104,5 @@ func sameNodes(a, b *ring.Ring) bool {
 func (s *Store) Alone() bool {
 	cur, prev := s.rings()
 	only := func(r *ring.Ring) bool { return r.Len() == 1 && r.Has(s.self) }
-	return only(cur) && (prev == nil || prev.Len() == 0 || only(prev))
+	return only(cur) && (prev == nil || only(prev))
 }

@@ -52,8 +52,11 @@ const (
 type registerJob struct {
 	req   *sip.Request
 	props sip.TransportReadProps
-	key   uint64
-	sum   uint64 // hash of the datagram
+	// cached: the REGISTER carries credentials, and key and sum are its
+	// place in replyCache; one without them is not remembered.
+	cached bool
+	key    uint64
+	sum    uint64 // hash of the datagram
 	// again: a retransmission of an accepted REGISTER with credentials.
 	again bool
 	// alone: the node held the registrar's state by itself when the
@@ -93,22 +96,27 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 	// What sipgo's transport would have recorded (RFC 3581 §6).
 	req.SetTransport("UDP")
 	req.SetSource(src)
-	key := s.key(src, req)
-	sum := maphash.Bytes(s.seed, data)
-	j := registerJob{req: req, props: props, key: key, sum: sum}
-	switch r, seen := s.replies.reserve(key, sum); {
-	case !seen:
-	case r.sum != sum:
-		// Not a retransmission, though its transaction's key is one
-		// already seen: processed on its own, its credentials checked.
-	case r.resp != nil:
-		// A retransmission: the same response again (RFC 3261 §17.2.2).
-		p.writeUDP(props, req, r.resp)
-		return true
-	case r.accepted:
-		j.again = true
-	default:
-		return true // a retransmission of a REGISTER still being processed
+	j := registerJob{req: req, props: props}
+	// Only a REGISTER with credentials is remembered: one without is
+	// processed again if retransmitted, which changes nothing (the
+	// registrar's CSeq check), and the cache's lock and map writes are
+	// not worth it on every REGISTER.
+	if sipmsg.Header(req, "Authorization") != nil {
+		j.cached, j.key, j.sum = true, s.key(src, req), maphash.Bytes(s.seed, data)
+		switch r, seen := s.replies.reserve(j.key, j.sum); {
+		case !seen:
+		case r.sum != j.sum:
+			// Not a retransmission, though its transaction's key is one
+			// already seen: processed on its own, its credentials checked.
+		case r.resp != nil:
+			// A retransmission: the same response again (RFC 3261 §17.2.2).
+			p.writeUDP(props, req, r.resp)
+			return true
+		case r.accepted:
+			j.again = true
+		default:
+			return true // a retransmission of a REGISTER still being processed
+		}
 	}
 	if j.alone = p.cfg.Mesh.Alone(); j.alone {
 		// Nothing to wait for: answered in the reading goroutine, as a
@@ -119,7 +127,9 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 	select {
 	case s.q <- j:
 	default:
-		s.replies.forget(key)
+		if j.cached {
+			s.replies.forget(j.key)
+		}
 		n := s.shed.Add(1)
 		if s.shedLogged.due(time.Now()) {
 			p.log.Warn("proxy: overloaded: REGISTER queue full, answering 503", "queue", cap(s.q), "shed_total", n)
@@ -191,7 +201,9 @@ func (p *Proxy) answerRegister(j registerJob) {
 		res = sipstatus.Response(j.req, err)
 	}
 	if res == nil {
-		s.replies.forget(j.key)
+		if j.cached {
+			s.replies.forget(j.key)
+		}
 		return
 	}
 	buf, _ := s.wire.Get().(*bytes.Buffer)
@@ -201,8 +213,7 @@ func (p *Proxy) answerRegister(j registerJob) {
 	buf.Reset()
 	res.StringWrite(buf)
 	switch {
-	case sipmsg.Header(j.req, "Authorization") == nil:
-		s.replies.forget(j.key) // a second pass changes nothing
+	case !j.cached:
 	case res.StatusCode/100 == 2:
 		s.replies.put(j.key, reply{sum: j.sum, accepted: true})
 	default:

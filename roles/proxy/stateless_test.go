@@ -101,6 +101,22 @@ func TestStatelessRegisterRetransmission(t *testing.T) {
 	}
 }
 
+// A retransmitted REGISTER without credentials is not remembered: it goes
+// through the registrar's Register again, whose CSeq check makes the second
+// pass change nothing, and gets a 200 of its own.
+func TestStatelessRegisterRetransmissionWithoutCredentials(t *testing.T) {
+	reg, conn, addr, _ := credentialedRegister(t, Config{}, "127.0.44.8", 0)
+	msg := request("REGISTER", "sip:example.test", "sip:alice@example.test", "Contact: <sip:alice@127.0.44.8:5060>\r\n")
+	for i := range 2 {
+		if res := roundTrip(t, conn, addr, msg); !strings.HasPrefix(res, "SIP/2.0 200") {
+			t.Fatalf("copy %d answered %q", i+1, res)
+		}
+	}
+	if c, a := reg.calls.Load(), reg.again.Load(); c != 2 || a != 0 {
+		t.Fatalf("Register called %d times, Reregister %d; want 2 and 0", c, a)
+	}
+}
+
 // A retransmission that arrives while its REGISTER is still being
 // processed is absorbed: the registrar sees the REGISTER once, and no
 // Reregister follows.

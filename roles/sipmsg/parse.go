@@ -165,6 +165,41 @@ type reading struct {
 	contentLength int
 	clCount       int
 	clErr         bool
+	fixed         *fixedHeaders
+}
+
+// fixedHeaders holds the single-valued header fields that nearly every
+// message carries, so that a message's are one allocation rather than one
+// each; a second field of a kind, a defect anyway, gets its own. Apart
+// from the reading, which refers to the message: a response that shares
+// the request's From keeps these alive, not the request.
+type fixedHeaders struct {
+	to            sip.ToHeader
+	from          sip.FromHeader
+	callID        sip.CallIDHeader
+	cseq          sip.CSeqHeader
+	maxForwards   sip.MaxForwardsHeader
+	contentLength sip.ContentLengthHeader
+	used          uint8 // fixedTo, … : slots given out
+}
+
+const (
+	fixedTo uint8 = 1 << iota
+	fixedFrom
+	fixedCallID
+	fixedCSeq
+	fixedMaxForwards
+	fixedContentLength
+)
+
+// slot returns the fixed slot for kind when it is still free, else a new
+// value of its own.
+func slot[T any](f *fixedHeaders, kind uint8, in *T) *T {
+	if f.used&kind != 0 {
+		return new(T)
+	}
+	f.used |= kind
+	return in
 }
 
 func (r *reading) fail(err error) {
@@ -175,7 +210,7 @@ func (r *reading) fail(err error) {
 
 // readHead reads the start line and the header fields.
 func (v *Validator) readHead(head []byte) *reading {
-	r := &reading{}
+	r := &reading{fixed: new(fixedHeaders)}
 	text := string(head)
 	first, fields, _ := strings.Cut(text, "\r\n")
 	sl, err := parseStartLine(first)
@@ -252,9 +287,13 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			return badField(h.name, "wildcard URI")
 		}
 		if h.name == "To" {
-			msg.AppendHeader(&sip.ToHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)})
+			to := slot(r.fixed, fixedTo, &r.fixed.to)
+			*to = sip.ToHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)}
+			msg.AppendHeader(to)
 		} else {
-			msg.AppendHeader(&sip.FromHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)})
+			from := slot(r.fixed, fixedFrom, &r.fixed.from)
+			*from = sip.FromHeader{DisplayName: a.display, Address: sipURI(a.uri), Params: sipParams(a.params)}
+			msg.AppendHeader(from)
 		}
 	case "Contact":
 		as, err := parseAddresses(one[:0], h.value, true, false)
@@ -295,23 +334,27 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField("Call-ID", err.Error())
 		}
-		cid := sip.CallIDHeader(h.value)
-		msg.AppendHeader(&cid)
+		cid := slot(r.fixed, fixedCallID, &r.fixed.callID)
+		*cid = sip.CallIDHeader(h.value)
+		msg.AppendHeader(cid)
 	case "CSeq":
 		num, method, err := parseCSeq(h.value)
 		if err != nil {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField("CSeq", err.Error())
 		}
-		msg.AppendHeader(&sip.CSeqHeader{SeqNo: num, MethodName: sip.RequestMethod(method)})
+		cseq := slot(r.fixed, fixedCSeq, &r.fixed.cseq)
+		*cseq = sip.CSeqHeader{SeqNo: num, MethodName: sip.RequestMethod(method)}
+		msg.AppendHeader(cseq)
 	case "Max-Forwards":
 		n, ok := parseUint(h.value, 255)
 		if !ok {
 			msg.AppendHeader(sip.NewHeader(h.name, h.value))
 			return badField("Max-Forwards", "not a number from 0 to 255")
 		}
-		mf := sip.MaxForwardsHeader(n)
-		msg.AppendHeader(&mf)
+		mf := slot(r.fixed, fixedMaxForwards, &r.fixed.maxForwards)
+		*mf = sip.MaxForwardsHeader(n)
+		msg.AppendHeader(mf)
 	case "Content-Length":
 		r.clCount++
 		n, ok := parseUint(h.value, uint64(v.maxMessageSize))
@@ -324,8 +367,9 @@ func (v *Validator) addHeader(r *reading, h headerLine) error {
 			return badField("Content-Length", "not a non-negative number")
 		}
 		r.contentLength = int(n)
-		cl := sip.ContentLengthHeader(n)
-		msg.AppendHeader(&cl)
+		cl := slot(r.fixed, fixedContentLength, &r.fixed.contentLength)
+		*cl = sip.ContentLengthHeader(n)
+		msg.AppendHeader(cl)
 	case "Content-Type":
 		mt, err := parseMediaType(h.value)
 		if err != nil {

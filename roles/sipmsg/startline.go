@@ -36,7 +36,13 @@ func isVersion20(s string) bool { return strings.EqualFold(s, "SIP/2.0") }
 // is neither a request nor a response: nothing can be answered.
 func parseStartLine(line string) (startLine, error) {
 	var sl startLine
-	fields := strings.Fields(line)
+	// On the stack for a Request-Line's three fields: every request
+	// parsed goes through here.
+	var room [4]string
+	fields := room[:0]
+	for f := range strings.FieldsSeq(line) {
+		fields = append(fields, f)
+	}
 	switch {
 	case len(fields) >= 2 && isSIPVersion(fields[0]):
 		// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
@@ -72,7 +78,7 @@ func parseStartLine(line string) (startLine, error) {
 		sl.version = fields[len(fields)-1]
 		sl.uri = sip.Uri{Scheme: "sip", Host: "invalid"} // replaced below when readable
 		switch {
-		case len(fields) != 3 || line != strings.Join(fields, " "):
+		case len(fields) != 3 || !singleSpaced(line, fields):
 			sl.defect = badField("Request-Line", "elements must be separated by single SP with no other white space")
 		case strings.HasPrefix(fields[1], "<"):
 			sl.defect = badField("Request-URI", "must not be enclosed in <>")
@@ -92,4 +98,11 @@ func parseStartLine(line string) (startLine, error) {
 		return sl, nil
 	}
 	return sl, errors.New("sipmsg: start line is neither a Request-Line nor a Status-Line")
+}
+
+// singleSpaced reports whether line is its three fields joined by single
+// SPs (strings.Join(fields, " ") == line, without building the join).
+func singleSpaced(line string, fields []string) bool {
+	i, j := len(fields[0]), len(fields[0])+1+len(fields[1])
+	return len(line) == j+1+len(fields[2]) && line[i] == ' ' && line[j] == ' '
 }

@@ -6,7 +6,7 @@ func (s *Store) LoadLocal(key string, recs ...Record) {
 	now := s.cfg.Now()
 	for i := range recs {
 		if recs[i].Version == 0 {
-			recs[i].Version, recs[i].Writer = s.clock.next(), s.self
+			recs[i].Version, recs[i].Writer = s.clock.nextAt(now), s.self
 		}
 	}
 	s.local.apply(s.partition(key), key, recs, now)

@@ -253,15 +253,10 @@ type hlc struct {
 	// write of every reader goroutine takes a version, and a mutex here
 	// was contended at 20,000 REGISTERs a second.
 	last atomic.Uint64
-	now  func() time.Time
 }
 
-func (c *hlc) next() uint64 {
-	return c.nextAt(c.now())
-}
-
-// nextAt is next with the physical clock read by the caller, which reads
-// it once for a whole write.
+// nextAt issues a version for a write made at now (the caller reads the
+// clock once for a whole write).
 func (c *hlc) nextAt(now time.Time) uint64 {
 	pt := uint64(now.UnixMilli()) << 16
 	for {

@@ -198,7 +198,7 @@ func New(cfg Config, m Membership, peers Dialer) (*Store, error) {
 		peers:   peers,
 		self:    self,
 		local:   newLocal(cfg.Partitions, cfg.Merger, cfg.TombstoneTTL),
-		clock:   &hlc{now: cfg.Now},
+		clock:   &hlc{},
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		kick:    make(chan struct{}, 1),

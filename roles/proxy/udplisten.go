@@ -38,13 +38,27 @@ import (
 // size is the smallest the kernel granted (it caps the request at
 // net.core.rmem_max), for the caller to report. stale, when not nil,
 // drops requests that waited in a socket too long (stale.go).
+//
+// When the program spreads the datagrams, a last socket joins the group to
+// send for all of them (udpSender); else each sends from its own.
 func listenUDP(addr string, stale *staleRequests) (conns []net.PacketConn, readBuffer int, err error) {
-	conns, err = listenUDPGroup(addr)
+	conns, spread, err := listenUDPGroup(addr)
+	var raws []*rawUDPConn
 	for i, c := range conns {
 		if got := setReadBuffer(c, udpReadBuffer); i == 0 || got < readBuffer {
 			readBuffer = got
 		}
 		conns[i] = newRawUDPConn(c, stale)
+		if r, ok := conns[i].(*rawUDPConn); ok {
+			raws = append(raws, r)
+		}
+	}
+	if spread && len(raws) == len(conns) {
+		if out, err := newUDPSender(conns[0], len(raws)); err == nil {
+			for _, r := range raws {
+				r.out = out
+			}
+		}
 	}
 	return conns, readBuffer, err
 }
@@ -75,7 +89,9 @@ func setReadBuffer(c net.PacketConn, size int) int {
 	return got / 2
 }
 
-func listenUDPGroup(addr string) ([]net.PacketConn, error) {
+// listenUDPGroup opens the readers' sockets; spread reports that the
+// group's program picks among them all.
+func listenUDPGroup(addr string) (conns []net.PacketConn, spread bool, err error) {
 	n := 2 * runtime.GOMAXPROCS(0)
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
@@ -89,7 +105,7 @@ func listenUDPGroup(addr string) ([]net.PacketConn, error) {
 	// which a second node started by mistake would otherwise join.
 	probe, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	laddr := probe.LocalAddr().String() // addr may say port 0
 	probe.Close()
@@ -98,13 +114,13 @@ func listenUDPGroup(addr string) ([]net.PacketConn, error) {
 		// No SO_REUSEPORT here: one socket.
 		c, err := net.ListenPacket("udp", laddr)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return []net.PacketConn{c}, nil
+		return []net.PacketConn{c}, false, nil
 	}
-	conns := []net.PacketConn{first}
+	conns = []net.PacketConn{first}
 	if err := spreadRandomly(first, n); err != nil {
-		return conns, nil
+		return conns, false, nil
 	}
 	for len(conns) < n {
 		c, err := lc.ListenPacket(context.Background(), "udp", laddr)
@@ -113,7 +129,7 @@ func listenUDPGroup(addr string) ([]net.PacketConn, error) {
 		}
 		conns = append(conns, c)
 	}
-	return conns, nil
+	return conns, len(conns) == n, nil
 }
 
 // spreadRandomly attaches to c's SO_REUSEPORT group a program that picks

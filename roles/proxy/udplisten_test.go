@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The sockets of one listener share its address, all of them receive,
@@ -121,5 +123,92 @@ func TestListenUDPHoldsBursts(t *testing.T) {
 	}
 	if received != sent {
 		t.Fatalf("%d of %d datagrams kept", received, sent)
+	}
+}
+
+// TestListenUDPSender: the listener's answers leave from the socket that
+// joins its group to send (udpSender), from the listener's address, for
+// each kind of listener (IPv4, IPv6, dual stack with an IPv4 peer); the
+// sender takes none of the datagrams that arrive; it is closed with the
+// last reader, and a send after that fails rather than use its number.
+func TestListenUDPSender(t *testing.T) {
+	for _, tc := range []struct{ name, listen, peer string }{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1:0"},
+		{"ipv6", "[::1]:0", "[::1]:0"},
+		{"dual stack, ipv4 peer", ":0", "127.0.0.1:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conns, _, err := listenUDP(tc.listen, nil)
+			if err != nil {
+				t.Skipf("no %s here: %v", tc.listen, err)
+			}
+			if len(conns) < 2 {
+				t.Skipf("SO_REUSEPORT unavailable: %d socket", len(conns))
+			}
+			out := conns[0].(*rawUDPConn).out
+			if out == nil {
+				t.Fatal("a listener of several sockets has no sender")
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(out.fd, &st); err != nil {
+				t.Fatal(err)
+			}
+			port := conns[0].LocalAddr().(*net.UDPAddr).Port
+			for _, c := range conns {
+				if c.(*rawUDPConn).out != out {
+					t.Fatal("the sockets of one listener have different senders")
+				}
+				go func() {
+					buf := make([]byte, 100)
+					for {
+						n, from, err := c.ReadFrom(buf)
+						if err != nil {
+							return
+						}
+						c.WriteTo(append([]byte("re:"), buf[:n]...), from)
+					}
+				}()
+			}
+			peer, err := net.ListenPacket("udp", tc.peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			to := &net.UDPAddr{IP: peer.LocalAddr().(*net.UDPAddr).IP, Port: port}
+			const sent = 100
+			for i := range sent {
+				if _, err := peer.WriteTo([]byte(strconv.Itoa(i)), to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			seen := map[string]bool{}
+			buf := make([]byte, 100)
+			for len(seen) < sent {
+				n, from, err := peer.ReadFrom(buf)
+				if err != nil {
+					t.Fatalf("%d of %d answers: %v", len(seen), sent, err)
+				}
+				if from.(*net.UDPAddr).Port != port {
+					t.Fatalf("answer from %s, want port %d", from, port)
+				}
+				seen[string(buf[:n])] = true
+			}
+
+			for i, c := range conns {
+				var now unix.Stat_t
+				if err := unix.Fstat(out.fd, &now); err != nil || now.Ino != st.Ino {
+					t.Fatalf("the sender's socket is gone with %d of %d readers open", len(conns)-i, len(conns))
+				}
+				c.Close()
+			}
+			var now unix.Stat_t
+			if err := unix.Fstat(out.fd, &now); err == nil && now.Ino == st.Ino {
+				t.Fatal("the sender's socket is open after every reader closed")
+			}
+			if _, err := conns[0].WriteTo([]byte("x"), peer.LocalAddr()); err == nil {
+				t.Fatal("a send after Close succeeded")
+			}
+		})
 	}
 }

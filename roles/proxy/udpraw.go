@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -33,6 +34,10 @@ type rawUDPConn struct {
 	inet6 bool // the socket's family is AF_INET6 (dual stack): IPv4 peers as v4-mapped
 	stale *staleRequests
 	ops   sync.Pool
+	// out, when not nil, sends the datagrams (udpsend.go); released once,
+	// when the socket is closed.
+	out      *udpSender
+	released atomic.Bool
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -191,7 +196,10 @@ func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		putPort(&sa.Port, ap.Port())
 		o.salen = unix.SizeofSockaddrInet6
 	}
-	err := c.rc.Write(o.send)
+	var err error
+	if c.out == nil || !c.out.send(o) {
+		err = c.rc.Write(o.send)
+	}
 	n, errno := c.done(o)
 	if err == nil && errno != 0 {
 		err = errno
@@ -200,6 +208,15 @@ func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: err}
 	}
 	return n, nil
+}
+
+// Close closes the socket, and the listener's sender with the last one.
+func (c *rawUDPConn) Close() error {
+	err := c.UDPConn.Close()
+	if c.out != nil && c.released.CompareAndSwap(false, true) {
+		c.out.release()
+	}
+	return err
 }
 
 // putPort stores port in network byte order.

@@ -149,6 +149,9 @@ func (p *Proxy) ackOfChallenge(req *sip.Request) bool {
 
 // remoteIP is the IP of a datagram's source, as Mesh.IsPeer wants it.
 func remoteIP(a net.Addr) string {
+	if p, ok := a.(*peerAddr); ok {
+		return p.ip
+	}
 	if u, ok := a.(*net.UDPAddr); ok {
 		return u.IP.String()
 	}

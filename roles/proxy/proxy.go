@@ -427,7 +427,7 @@ func (p *Proxy) udpSocket(local net.Addr) (net.PacketConn, bool) {
 // udpAddrPort is a UDP address as a map key, IPv4 unmapped, without the
 // allocations of its String (a lookup per datagram answered).
 func udpAddrPort(a net.Addr) netip.AddrPort {
-	u, ok := a.(*net.UDPAddr)
+	u, ok := asUDPAddr(a)
 	if !ok {
 		return netip.AddrPort{}
 	}

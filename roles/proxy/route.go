@@ -225,6 +225,15 @@ func responseDest(req *sip.Request) string {
 			port = n
 		}
 	}
+	// Mostly the source, which received and rport were just set from: its
+	// text is made once per peer (peerAddr).
+	if src := req.Source(); src != "" {
+		if h, p, err := net.SplitHostPort(src); err == nil && h == host {
+			if n, err := strconv.Atoi(p); err == nil && n == port {
+				return src
+			}
+		}
+	}
 	return host + ":" + strconv.Itoa(port)
 }
 

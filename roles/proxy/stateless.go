@@ -238,7 +238,7 @@ func (p *Proxy) writeUDP(props sip.TransportReadProps, req *sip.Request, b []byt
 			if port == 0 {
 				port = 5060
 			}
-			if u, ok := to.(*net.UDPAddr); ok && u.Port != port {
+			if u, ok := asUDPAddr(to); ok && u.Port != port {
 				to = &net.UDPAddr{IP: u.IP, Port: port, Zone: u.Zone}
 			}
 		}

@@ -38,6 +38,7 @@ type rawUDPConn struct {
 	// when the socket is closed.
 	out      *udpSender
 	released atomic.Bool
+	peer     atomic.Pointer[peerAddr] // the last datagram's source
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -161,7 +162,7 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 	var from net.Addr
 	if err == nil {
-		from = udpAddrOf(&o.sa)
+		from = c.peerOf(o)
 	}
 	n, _ := c.done(o)
 	if err != nil {
@@ -172,9 +173,12 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteTo sends one datagram to addr, as net.UDPConn.WriteTo does.
 func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok || len(b) == 0 {
+	ua, ok := asUDPAddr(addr)
+	if !ok {
 		return c.UDPConn.WriteTo(b, addr)
+	}
+	if len(b) == 0 {
+		return c.UDPConn.WriteTo(b, ua)
 	}
 	ap := ua.AddrPort()
 	ip := ap.Addr()
@@ -182,7 +186,7 @@ func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !v4 && (!c.inet6 || ua.Zone != "") {
 		// An IPv6 peer on an IPv4 socket (its error), or a scope ID:
 		// the standard path.
-		return c.UDPConn.WriteTo(b, addr)
+		return c.UDPConn.WriteTo(b, ua)
 	}
 	o := c.op(b)
 	if v4 {
@@ -225,8 +229,51 @@ func putPort(dst *uint16, port uint16) {
 	p[0], p[1] = byte(port>>8), byte(port)
 }
 
-// udpAddrOf converts a socket address filled in by recvmsg.
-func udpAddrOf(sa *unix.RawSockaddrAny) *net.UDPAddr {
+// peerAddr is where a datagram came from, as ReadFrom returns it: the UDP
+// address, with its text and its IP's text made once per peer rather than
+// once per datagram. A socket's datagrams mostly come from one peer (an
+// SBC, a trunk, SIPp), and sipgo, pike and the stateless path each wrote
+// the address out again: eight allocations a REGISTER. Code that wants the
+// *net.UDPAddr gets it with asUDPAddr.
+type peerAddr struct {
+	net.UDPAddr
+	text, ip string
+	// sa is the socket address it was made from (its first salen octets).
+	sa    [unix.SizeofSockaddrInet6]byte
+	salen uint32
+}
+
+func (a *peerAddr) String() string { return a.text }
+
+// asUDPAddr returns the UDP address a is, or holds.
+func asUDPAddr(a net.Addr) (*net.UDPAddr, bool) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a, true
+	case *peerAddr:
+		return &a.UDPAddr, true
+	}
+	return nil, false
+}
+
+// peerOf returns the source of the datagram o read: the one of the last
+// datagram when it is the same socket address. It is called by the
+// socket's one reader; the returned address is shared and never modified.
+func (c *rawUDPConn) peerOf(o *rawOp) net.Addr {
+	n := min(o.salen, uint32(unix.SizeofSockaddrInet6))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&o.sa)), n)
+	if p := c.peer.Load(); p != nil && p.salen == n && string(p.sa[:n]) == string(raw) {
+		return p
+	}
+	p := &peerAddr{UDPAddr: *sockaddrToUDP(&o.sa), salen: n}
+	copy(p.sa[:], raw)
+	p.text, p.ip = p.UDPAddr.String(), p.UDPAddr.IP.String()
+	c.peer.Store(p)
+	return p
+}
+
+// sockaddrToUDP converts a socket address filled in by recvmsg.
+func sockaddrToUDP(sa *unix.RawSockaddrAny) *net.UDPAddr {
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))

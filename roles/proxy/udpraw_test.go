@@ -51,6 +51,29 @@ func TestRawUDPConn(t *testing.T) {
 				t.Fatalf("read %q from %s, want ping from %s", buf[:n], from, peer.LocalAddr())
 			}
 
+			// A second datagram from the peer has the same source, made
+			// once; another peer's is its own.
+			if _, err := peer.WriteTo([]byte("ping"), to); err != nil {
+				t.Fatal(err)
+			}
+			if _, again, err := raw.ReadFrom(buf); err != nil || again != from {
+				t.Fatalf("second datagram from %v (%v), want the same address as the first, %p", again, err, from)
+			}
+			other, err := net.ListenPacket("udp", tc.peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if _, err := other.WriteTo([]byte("ping"), to); err != nil {
+				t.Fatal(err)
+			}
+			if _, o, err := raw.ReadFrom(buf); err != nil || o == from || o.String() != other.LocalAddr().String() {
+				t.Fatalf("datagram of another peer from %v (%v), want %s", o, err, other.LocalAddr())
+			}
+			if ip := remoteIP(from); ip != peer.LocalAddr().(*net.UDPAddr).IP.String() {
+				t.Fatalf("remoteIP = %s, want %s", ip, peer.LocalAddr().(*net.UDPAddr).IP)
+			}
+
 			if n, err := raw.WriteTo([]byte("pong!"), from); err != nil || n != 5 {
 				t.Fatalf("WriteTo = %d, %v", n, err)
 			}

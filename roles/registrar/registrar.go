@@ -582,7 +582,11 @@ func expiresHeader(req *sip.Request) (time.Duration, bool, error) {
 func pathOf(req *sip.Request) []string {
 	var out []string
 	for h := range sipmsg.Headers(req, "Path") {
-		out = append(out, SplitList(h.Value())...)
+		if out == nil {
+			out = SplitList(h.Value()) // mostly the one field: no copy
+		} else {
+			out = append(out, SplitList(h.Value())...)
+		}
 	}
 	return out
 }

@@ -186,6 +186,7 @@ func (p *Proxy) registerWorker() {
 func (p *Proxy) answerRegister(j registerJob) {
 	s := p.stateless
 	in := p.inbound(j.req, nil)
+	in.source = j.props.RemoteAddr
 	ctx := p.ctx
 	if !j.alone {
 		// Replicas are written over the network: bounded. Alone, the

@@ -241,6 +241,14 @@ type peerAddr struct {
 	// sa is the socket address it was made from (its first salen octets).
 	sa    [unix.SizeofSockaddrInet6]byte
 	salen uint32
+	// token is the peer's flow token, once signed (flowToken).
+	token atomic.Pointer[peerToken]
+}
+
+// peerToken is a flow token and the keys that signed it.
+type peerToken struct {
+	keys *flowKeys
+	text string
 }
 
 func (a *peerAddr) String() string { return a.text }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 var sampleBindings = []Binding{
@@ -89,4 +90,30 @@ func BenchmarkBindingDecode(b *testing.B) {
 			DecodeBinding(js)
 		}
 	})
+}
+
+// A record's ID is cut from its value when it is the contact or the
+// instance, and is its own string otherwise; the value is the binding's
+// stored form either way.
+func TestEncodeRecordID(t *testing.T) {
+	b := Binding{AOR: "alice@example.test", Contact: "sip:alice@192.0.2.1:5060", Instance: "<urn:uuid:00000000-0000-1000-8000-000a95a0e128>",
+		CallID: "c1", CSeq: 7, Q: 1, ExpiresAt: 1_800_000_000}
+	for _, tc := range []struct {
+		id     string
+		inside bool
+	}{{b.Contact, true}, {b.Instance, true}, {b.Instance + ";reg-id=1", false}} {
+		val, id := b.encodeRecord(tc.id)
+		if id != tc.id {
+			t.Fatalf("ID %q, want %q", id, tc.id)
+		}
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(val)))
+		at := uintptr(unsafe.Pointer(unsafe.StringData(id)))
+		if inside := at >= start && at+uintptr(len(id)) <= start+uintptr(len(val)); inside != tc.inside {
+			t.Errorf("ID %q in the value's memory: %v, want %v", id, inside, tc.inside)
+		}
+		got, err := DecodeBinding(val)
+		if err != nil || !reflect.DeepEqual(got, b) {
+			t.Fatalf("value decodes to %+v, %v; want %+v", got, err, b)
+		}
+	}
 }

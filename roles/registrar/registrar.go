@@ -345,7 +345,8 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, received str
 			}
 			continue
 		}
-		writes = append(writes, Record{ID: id, Value: b.Encode(), Expires: b.Expires()})
+		val, recID := b.encodeRecord(id)
+		writes = append(writes, Record{ID: recID, Value: val, Expires: b.Expires()})
 		cur = cur.set(liveBinding{id: id, b: b, exp: b.Expires()})
 	}
 	if len(writes) > 0 {

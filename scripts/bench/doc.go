@@ -12,9 +12,11 @@
 // SIPp UAS; each once at a fixed rate and once as a ramp of steps until
 // the server saturates. Per run it records the achieved rate, failures,
 // response-time percentiles (SIPp -trace_rtt) and CPU seconds of the
-// server's processes per 1,000 scenarios (/proc/PID/stat). It prints a
-// table with sipmesh/Kamailio ratios and writes bench.json and bench.png
-// (achieved rate vs p99) to results/bench.
+// server's processes per 1,000 scenarios (/proc/PID/stat). After each
+// ramp, the highest step that every server passed is run again (the
+// "top" runs), interleaved, so that the CPU at the top is a median like
+// the fixed rate's. It prints a table with sipmesh/Kamailio ratios and
+// writes bench.json and bench.png (achieved rate vs p99) to results/bench.
 //
 //	go test -count=1 -run '^TestBench$' ./scripts/bench/                       # 2-second smoke run
 //	SIPMESH_BENCH=full go test -count=1 -v -timeout 60m -run '^TestBench$' ./scripts/bench/
@@ -24,7 +26,8 @@
 // root), SIPMESH_BENCH_MESH=0 skips the 3-node variant,
 // SIPMESH_BENCH_MEMORY=0 skips the 100,000-binding memory run,
 // SIPMESH_BENCH_RAMP=0 runs the fixed rates only, SIPMESH_BENCH_REPEAT=N
-// runs each fixed rate N times per server (default 3; the table shows the median),
+// runs each fixed rate and the top step N times per server (default 3; the
+// table shows the median),
 // SIPMESH_BENCH_PROFILE=DIR saves a CPU profile of every sipmesh run there
 // (pprof: on a VM it may catch only part of the CPU time; perf record -p
 // gives the whole),

@@ -10,19 +10,22 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"testing"
 )
 
 // best returns the fixed-rate result (the median by CPU per 1,000 of the
-// runs) and the highest passing ramp step (or the first step when none
-// passed) of scenario on srv.
-func best(rs []Result, scenario, srv string) (fixed, max *Result) {
-	var fixedRuns []*Result
-	defer func() {
-		if len(fixedRuns) > 0 {
-			slices.SortStableFunc(fixedRuns, func(a, b *Result) int { return cmp.Compare(a.CPUPer1000, b.CPUPer1000) })
-			fixed = fixedRuns[len(fixedRuns)/2]
+// runs), the highest passing ramp step (or the first step when none
+// passed), and the result at the top step (the median by CPU per 1,000 of
+// the passing runs at the rate of the "top" runs: the ramp's, and those
+// repeated after it; nil without them) of scenario on srv.
+func best(rs []Result, scenario, srv string) (fixed, max, top *Result) {
+	topRate := 0
+	for _, r := range rs {
+		if r.Scenario == scenario && r.Server == srv && r.Kind == "top" {
+			topRate = r.TargetRate
 		}
-	}()
+	}
+	var fixedRuns, topRuns []*Result
 	for i := range rs {
 		r := &rs[i]
 		if r.Scenario != scenario || r.Server != srv {
@@ -31,15 +34,45 @@ func best(rs []Result, scenario, srv string) (fixed, max *Result) {
 		switch r.Kind {
 		case "fixed":
 			fixedRuns = append(fixedRuns, r)
-		case "ramp":
-			if r.Passed && (max == nil || !max.Passed || r.AchievedRate > max.AchievedRate) {
-				max = r
-			} else if max == nil {
-				max = r
+		case "ramp", "top":
+			if r.Kind == "ramp" {
+				if r.Passed && (max == nil || !max.Passed || r.AchievedRate > max.AchievedRate) {
+					max = r
+				} else if max == nil {
+					max = r
+				}
+			}
+			if r.Passed && r.TargetRate == topRate {
+				topRuns = append(topRuns, r)
 			}
 		}
 	}
-	return fixed, max
+	return median(fixedRuns), max, median(topRuns)
+}
+
+// median is the median of rs by CPU per 1,000; nil when rs is empty.
+func median(rs []*Result) *Result {
+	if len(rs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(rs, func(a, b *Result) int { return cmp.Compare(a.CPUPer1000, b.CPUPer1000) })
+	return rs[len(rs)/2]
+}
+
+// topStep is the target rate of the highest ramp step of scenario that
+// every one of servers passed; 0 when one passed none.
+func topStep(rs []Result, scenario string, servers []server) int {
+	top := 0
+	for i, srv := range servers {
+		_, max, _ := best(rs, scenario, srv.name)
+		if max == nil || !max.Passed {
+			return 0
+		}
+		if i == 0 || max.TargetRate < top {
+			top = max.TargetRate
+		}
+	}
+	return top
 }
 
 func ratio(a, b float64) string {
@@ -56,14 +89,14 @@ func table(rep *Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "sipmesh vs Kamailio on %s, %d workers each, %d s per run (%s; %s; %s)\n", rep.Host, rep.Workers, rep.StepSeconds, rep.Kamailio, rep.SIPp, rep.Go)
 	fmt.Fprintf(&b, "load average before %s, after %s\n", rep.LoadBefore, rep.LoadAfter)
-	fmt.Fprintf(&b, "%-13s %-10s | %-7s %9s %6s %7s %7s %8s | %9s %7s %8s\n", "scenario", "server",
-		"fixed/s", "achieved", "failed", "p50 ms", "p99 ms", "cpu/1k", "max/s", "p99 ms", "cpu/1k")
-	fmt.Fprintln(&b, strings.Repeat("-", 112))
+	fmt.Fprintf(&b, "%-13s %-10s | %-7s %9s %6s %7s %7s %8s | %9s %7s %8s | %6s %7s %8s\n", "scenario", "server",
+		"fixed/s", "achieved", "failed", "p50 ms", "p99 ms", "cpu/1k", "max/s", "p99 ms", "cpu/1k", "top/s", "p99 ms", "cpu/1k")
+	fmt.Fprintln(&b, strings.Repeat("-", 140))
 	servers := []string{"kamailio", "sipmesh", "sipmesh-3"}
 	for _, sc := range []string{"register", "register-auth", "call"} {
-		kf, km := best(rep.Results, sc, "kamailio")
+		kf, km, kt := best(rep.Results, sc, "kamailio")
 		for _, srv := range servers {
-			f, m := best(rep.Results, sc, srv)
+			f, m, top := best(rep.Results, sc, srv)
 			if f == nil && m == nil {
 				continue
 			}
@@ -78,7 +111,10 @@ func table(rep *Report) string {
 				if !m.Passed {
 					mark = "!"
 				}
-				line += fmt.Sprintf(" %8.0f%1s %7.2f %8.3f", m.AchievedRate, mark, m.P99ms, m.CPUPer1000)
+				line += fmt.Sprintf(" %8.0f%1s %7.2f %8.3f |", m.AchievedRate, mark, m.P99ms, m.CPUPer1000)
+			}
+			if top != nil {
+				line += fmt.Sprintf(" %6d %7.2f %8.3f", top.TargetRate, top.P99ms, top.CPUPer1000)
 			}
 			fmt.Fprintln(&b, strings.TrimRight(line, " |"))
 			if srv == "kamailio" || kf == nil {
@@ -87,7 +123,10 @@ func table(rep *Report) string {
 			rl := fmt.Sprintf("%-13s %-10s | %-7s %9s %6s %7s %7s %8s |", "", srv[len("sipmesh"):]+" ratio", "",
 				ratio(f.AchievedRate, kf.AchievedRate), "", ratio(f.P50ms, kf.P50ms), ratio(f.P99ms, kf.P99ms), ratio(f.CPUPer1000, kf.CPUPer1000))
 			if m != nil && km != nil {
-				rl += fmt.Sprintf(" %9s %7s %8s", ratio(m.AchievedRate, km.AchievedRate), ratio(m.P99ms, km.P99ms), ratio(m.CPUPer1000, km.CPUPer1000))
+				rl += fmt.Sprintf(" %9s %7s %8s |", ratio(m.AchievedRate, km.AchievedRate), ratio(m.P99ms, km.P99ms), ratio(m.CPUPer1000, km.CPUPer1000))
+			}
+			if top != nil && kt != nil && top.TargetRate == kt.TargetRate {
+				rl += fmt.Sprintf(" %6s %7s %8s", "", ratio(top.P99ms, kt.P99ms), ratio(top.CPUPer1000, kt.CPUPer1000))
 			}
 			fmt.Fprintln(&b, strings.TrimRight(rl, " |"))
 		}
@@ -95,6 +134,7 @@ func table(rep *Report) string {
 	fmt.Fprintln(&b, "ratio = sipmesh/kamailio; cpu/1k = CPU seconds of the server's processes per 1,000 scenarios (REGISTER or call);")
 	fmt.Fprintln(&b, "fixed = the median (by cpu/1k) of the interleaved fixed-rate runs of each server;")
 	fmt.Fprintln(&b, "max/s = highest ramp step with <1% failed, rate held and p99 < 1 s (! = no step passed: first step shown);")
+	fmt.Fprintln(&b, "top/s = highest ramp step every server passed, run again after the ramp: the median (by cpu/1k) of its interleaved runs;")
 	fmt.Fprintln(&b, "p50/p99 = SIPp RTD from the first request to the final 200 (REGISTER incl. 401 round trip; INVITE incl. 407 round trip and ringing).")
 	for _, m := range rep.Memory {
 		fmt.Fprintf(&b, "memory %-9s %7d bindings: %6.1f MB -> %6.1f MB (+%.1f MB, %s)\n", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes),
@@ -267,5 +307,35 @@ func text(img *image.RGBA, x, y int, s string, c color.RGBA) {
 			}
 		}
 		x += 8
+	}
+}
+
+// best and topStep: the top step is the highest every server passed, and
+// its result is the median by CPU of that rate's passing runs, the ramp's
+// and the repeated ones; the max stays the ramp's highest passing step.
+func TestBestTop(t *testing.T) {
+	res := func(srv, kind string, rate int, cpu float64, passed bool) Result {
+		return Result{Scenario: "register", Server: srv, Kind: kind, TargetRate: rate, AchievedRate: float64(rate), CPUPer1000: cpu, Passed: passed}
+	}
+	rs := []Result{
+		res("kamailio", "ramp", 1000, 0.05, true), res("sipmesh", "ramp", 1000, 0.04, true),
+		res("kamailio", "ramp", 2000, 0.04, true), res("sipmesh", "ramp", 2000, 0.03, true),
+		res("kamailio", "ramp", 4000, 0.09, false), res("sipmesh", "ramp", 4000, 0.02, true),
+	}
+	servers := []server{{name: "kamailio"}, {name: "sipmesh"}}
+	if top := topStep(rs, "register", servers); top != 2000 {
+		t.Fatalf("topStep = %d, want 2000", top)
+	}
+	rs = append(rs, res("kamailio", "top", 2000, 0.06, true), res("sipmesh", "top", 2000, 0.10, true),
+		res("kamailio", "top", 2000, 0.05, true), res("sipmesh", "top", 2000, 0.02, false))
+	_, max, top := best(rs, "register", "sipmesh")
+	if max.TargetRate != 4000 || top == nil || top.TargetRate != 2000 || top.CPUPer1000 != 0.10 {
+		t.Fatalf("sipmesh: max %+v, top %+v; want max at 4000, top the median of 0.03 and 0.10 (the failed run left out)", max, top)
+	}
+	if _, _, top := best(rs, "register", "kamailio"); top == nil || top.CPUPer1000 != 0.05 {
+		t.Fatalf("kamailio: top %+v, want the median of 0.04, 0.05, 0.06", top)
+	}
+	if top := topStep(rs[:1], "register", servers); top != 0 {
+		t.Fatalf("topStep with a server that ran no step = %d, want 0", top)
 	}
 }

@@ -85,7 +85,7 @@ func usersCSV(t testing.TB, path, prefix string, n int) string {
 type Result struct {
 	Scenario     string  `json:"scenario"`
 	Server       string  `json:"server"`
-	Kind         string  `json:"kind"` // fixed | ramp | memory
+	Kind         string  `json:"kind"` // fixed | ramp | ramp-retried | top (report_test.go: best)
 	Step         int     `json:"step,omitempty"`
 	TargetRate   int     `json:"target_rate"`
 	Seconds      int     `json:"seconds"`

@@ -34,11 +34,8 @@ type rawUDPConn struct {
 	inet6 bool // the socket's family is AF_INET6 (dual stack): IPv4 peers as v4-mapped
 	stale *staleRequests
 	ops   sync.Pool
-	// out, when not nil, sends the datagrams (udpsend.go); released once,
-	// when the socket is closed.
-	out      *udpSender
-	released atomic.Bool
-	peer     atomic.Pointer[peerAddr] // the last datagram's source
+	out   *udpSender               // when not nil, sends the datagrams (udpsend.go)
+	peer  atomic.Pointer[peerAddr] // the last datagram's source
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -214,13 +211,13 @@ func (c *rawUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return n, nil
 }
 
-// Close closes the socket, and the listener's sender with the last one.
+// Close closes the socket, after retiring the listener's sender, which
+// must leave the group first (udpSender).
 func (c *rawUDPConn) Close() error {
-	err := c.UDPConn.Close()
-	if c.out != nil && c.released.CompareAndSwap(false, true) {
-		c.out.release()
+	if c.out != nil {
+		c.out.retire()
 	}
-	return err
+	return c.UDPConn.Close()
 }
 
 // putPort stores port in network byte order.

@@ -54,7 +54,7 @@ func listenUDP(addr string, stale *staleRequests) (conns []net.PacketConn, readB
 		}
 	}
 	if spread && len(raws) == len(conns) {
-		if out, err := newUDPSender(conns[0]); err == nil {
+		if out, err := newUDPSender(raws[0]); err == nil {
 			for _, r := range raws {
 				r.out = out
 			}

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"net"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,25 +36,18 @@ type udpSender struct {
 
 // newUDPSender opens the sender of the SO_REUSEPORT group that member
 // belongs to. It must join last, after every reader.
-func newUDPSender(member net.PacketConn) (*udpSender, error) {
-	sc, ok := member.(syscall.Conn)
-	if !ok {
-		return nil, net.UnknownNetworkError("not a socket")
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
+func newUDPSender(member *rawUDPConn) (*udpSender, error) {
+	domain := unix.AF_INET
+	if member.inet6 {
+		domain = unix.AF_INET6
 	}
 	var (
-		domain, v6only int
-		sa             unix.Sockaddr
-		serr           error
+		v6only int
+		sa     unix.Sockaddr
+		serr   error
 	)
-	if err := raw.Control(func(fd uintptr) {
-		if domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); serr != nil {
-			return
-		}
-		if domain == unix.AF_INET6 {
+	if err := member.rc.Control(func(fd uintptr) {
+		if member.inet6 {
 			if v6only, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); serr != nil {
 				return
 			}

@@ -23,7 +23,7 @@ type Fields interface {
 // that was a quarter of the registrar's allocations.
 func Header(m Fields, name string) sip.Header {
 	for _, h := range m.Headers() {
-		if strings.EqualFold(h.Name(), name) {
+		if sameName(h.Name(), name) {
 			return h
 		}
 	}
@@ -34,11 +34,20 @@ func Header(m Fields, name string) sip.Header {
 func Headers(m Fields, name string) iter.Seq[sip.Header] {
 	return func(yield func(sip.Header) bool) {
 		for _, h := range m.Headers() {
-			if strings.EqualFold(h.Name(), name) && !yield(h) {
+			if sameName(h.Name(), name) && !yield(h) {
 				return
 			}
 		}
 	}
+}
+
+// sameName reports whether two header field names are the same. Names are
+// tokens (RFC 3261 §25.1), ASCII, so equal names have equal lengths: the
+// length test skips the case-folding comparison for nearly every field a
+// lookup passes (strings.EqualFold cannot skip on length, as non-ASCII
+// runes fold to ASCII; it was 3% of a REGISTER's CPU).
+func sameName(a, b string) bool {
+	return len(a) == len(b) && strings.EqualFold(a, b)
 }
 
 // Transport is the transport name in lower case, as roles compare them

@@ -54,7 +54,7 @@ func (v *Validator) Validate(msg sip.Message) error {
 	for _, h := range hs {
 		name := h.Name()
 		for i, f := range countedFields {
-			if strings.EqualFold(name, f) {
+			if sameName(name, f) {
 				n[i]++
 				break
 			}
@@ -97,7 +97,7 @@ func (v *Validator) Validate(msg sip.Message) error {
 	}
 
 	for _, h := range hs {
-		if !strings.EqualFold(h.Name(), "Via") {
+		if !sameName(h.Name(), "Via") {
 			continue
 		}
 		vh, ok := h.(*sip.ViaHeader)

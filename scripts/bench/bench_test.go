@@ -24,14 +24,16 @@ type params struct {
 	regRamp   []int
 	callFixed int
 	callRamp  []int
+	authFixed int // register-auth's fixed rate; 0: regFixed
 	mesh      bool
-	memory    int // bindings for the memory figure; 0: none
-	repeat    int // fixed-rate runs per server, interleaved; the table shows the median
+	memory    int  // bindings for the memory figure; 0: none
+	repeat    int  // fixed-rate runs per server, interleaved; the table shows the median
+	capture   bool // measure the servers' own latency in the fixed runs (tcpdump)
 	out       string
 }
 
 func getParams(t *testing.T) params {
-	p := params{secs: 2, regFixed: 20, callFixed: 10, repeat: 1, out: filepath.Join(t.TempDir(), "results")}
+	p := params{secs: 2, regFixed: 20, callFixed: 10, repeat: 1, capture: true, out: filepath.Join(t.TempDir(), "results")}
 	if os.Getenv("SIPMESH_BENCH") != "full" {
 		if v := os.Getenv("SIPMESH_BENCH_OUT"); v != "" {
 			p.out = v
@@ -49,13 +51,17 @@ func getParams(t *testing.T) params {
 		p.mesh = false
 	}
 	if v := os.Getenv("SIPMESH_BENCH_FIXED"); v != "" {
-		reg, call, _ := strings.Cut(v, ",")
-		if n, err := strconv.Atoi(reg); err == nil && n > 0 {
-			p.regFixed = n
+		rates := strings.Split(v, ",")
+		for i, dst := range []*int{&p.regFixed, &p.callFixed, &p.authFixed} {
+			if i < len(rates) {
+				if n, err := strconv.Atoi(rates[i]); err == nil && n > 0 {
+					*dst = n
+				}
+			}
 		}
-		if n, err := strconv.Atoi(call); err == nil && n > 0 {
-			p.callFixed = n
-		}
+	}
+	if os.Getenv("SIPMESH_BENCH_CAPTURE") == "0" {
+		p.capture = false
 	}
 	if v, err := strconv.Atoi(os.Getenv("SIPMESH_BENCH_REPEAT")); err == nil && v > 0 {
 		p.repeat = v
@@ -127,6 +133,9 @@ func TestBench(t *testing.T) {
 		limit: func(r int) int { return max(r, 50) }}
 	registerAuth := register
 	registerAuth.Name = "register-auth"
+	if p.authFixed > 0 {
+		registerAuth.Fixed = p.authFixed
+	}
 	call := scenario{Name: "call", file: callFile, Fixed: p.callFixed, Ramp: p.callRamp,
 		args: func() []string {
 			return []string{"-s", "uas", "-au", "caller", "-ap", "caller-pw", "-key", "caller", "caller", "-key", "domain", domain,
@@ -153,14 +162,14 @@ func TestBench(t *testing.T) {
 		// Warm-up (not recorded): first queries load Kamailio's db_text
 		// table and grow sipmesh's pools.
 		for _, srv := range servers {
-			runLoad(t, srv, sc, "warmup", 0, sc.Fixed, 1, nextPort())
+			runLoad(t, srv, sc, "warmup", 0, sc.Fixed, 1, nextPort(), false)
 		}
 		// The fixed rate several times, A B A B …: the machine's other
 		// load comes and goes, and the median of a few runs is steadier
 		// than one.
 		for range p.repeat {
 			for _, srv := range servers {
-				add(runLoad(t, srv, sc, "fixed", 0, sc.Fixed, p.secs, nextPort()))
+				add(runLoad(t, srv, sc, "fixed", 0, sc.Fixed, p.secs, nextPort(), p.capture))
 			}
 		}
 		saturated := map[string]bool{}
@@ -169,7 +178,7 @@ func TestBench(t *testing.T) {
 				if saturated[srv.name] {
 					continue
 				}
-				r := runLoad(t, srv, sc, "ramp", i+1, rate, p.secs, nextPort())
+				r := runLoad(t, srv, sc, "ramp", i+1, rate, p.secs, nextPort(), false)
 				if !r.Passed {
 					// One retry: a step fails only when it fails twice,
 					// so that a passing hiccup (other load on the
@@ -177,7 +186,7 @@ func TestBench(t *testing.T) {
 					t.Logf("%s %s %d/s did not pass; once more", srv.name, sc.Name, rate)
 					r.Kind = "ramp-retried"
 					add(r)
-					r = runLoad(t, srv, sc, "ramp", i+1, rate, p.secs, nextPort())
+					r = runLoad(t, srv, sc, "ramp", i+1, rate, p.secs, nextPort(), false)
 				}
 				add(r)
 				saturated[srv.name] = !r.Passed
@@ -193,7 +202,7 @@ func TestBench(t *testing.T) {
 		if top := topStep(rep.Results, sc.Name, servers); top > 0 && len(servers) > 1 {
 			for range p.repeat - 1 {
 				for _, srv := range servers {
-					add(runLoad(t, srv, sc, "top", 0, top, p.secs, nextPort()))
+					add(runLoad(t, srv, sc, "top", 0, top, p.secs, nextPort(), false))
 				}
 			}
 		}
@@ -227,7 +236,7 @@ func TestBench(t *testing.T) {
 				before := srv.mem()
 				start := time.Now()
 				const rate = 2000
-				r := runLoad(t, srv, mem, "memory", 0, rate, p.memory/rate, nextPort())
+				r := runLoad(t, srv, mem, "memory", 0, rate, p.memory/rate, nextPort(), false)
 				add(r)
 				time.Sleep(5 * time.Second)
 				m := Memory{Server: srv.name, Bindings: r.OK, BeforeBytes: before, AfterBytes: srv.mem(), Seconds: time.Since(start).Seconds(),
@@ -275,9 +284,14 @@ func TestBench(t *testing.T) {
 	// The smoke run checks the harness: every scenario went through on
 	// both servers without failures.
 	if !p.full {
+		_, errDump := exec.LookPath("tcpdump")
+		captured := p.capture && errDump == nil && os.Geteuid() == 0
 		for _, r := range rep.Results {
 			if r.OK == 0 || r.Failed > 0 || r.RTTSamples == 0 || r.AchievedRate <= 0 {
 				t.Errorf("smoke run: %s against %s: %d ok, %d failed, %d response times, achieved %.1f/s", r.Scenario, r.Server, r.OK, r.Failed, r.RTTSamples, r.AchievedRate)
+			}
+			if captured && (r.HopSamples < r.OK || r.HopP99ms <= 0) {
+				t.Errorf("smoke run: %s against %s: %d server latencies (p99 %.3f ms) for %d scenarios", r.Scenario, r.Server, r.HopSamples, r.HopP99ms, r.OK)
 			}
 		}
 		if want := 6; len(rep.Results) != want && !kamOnly {

@@ -12,7 +12,11 @@
 // SIPp UAS; each once at a fixed rate and once as a ramp of steps until
 // the server saturates. Per run it records the achieved rate, failures,
 // response-time percentiles (SIPp -trace_rtt) and CPU seconds of the
-// server's processes per 1,000 scenarios (/proc/PID/stat). After each
+// server's processes per 1,000 scenarios (/proc/PID/stat); in the fixed
+// runs also each server's own latency, from a tcpdump capture of its
+// datagrams on lo (capture_test.go: the time each message it sent spent
+// inside it; SIPp's response times also hold the load generator's
+// scheduling and several server passes). After each
 // ramp, the highest step that every server passed is run again (the
 // "top" runs), interleaved, so that the CPU at the top is a median like
 // the fixed rate's. It prints a table with sipmesh/Kamailio ratios and
@@ -31,7 +35,10 @@
 // SIPMESH_BENCH_PROFILE=DIR saves a CPU profile of every sipmesh run there
 // (pprof: on a VM it may catch only part of the CPU time; perf record -p
 // gives the whole),
-// SIPMESH_BENCH_FIXED=REG,CALL sets the fixed rates (default 500,100),
+// SIPMESH_BENCH_FIXED=REG,CALL[,AUTH] sets the fixed rates (default
+// 500,100; register-auth's defaults to REG's),
+// SIPMESH_BENCH_CAPTURE=0 leaves out the server latency (it needs tcpdump
+// and CAP_NET_RAW; without them it is left out with a note),
 // SIPMESH_BENCH_SCENARIOS=register,register-auth,call picks scenarios,
 // SIPMESH_BENCH_ONLY=kamailio leaves sipmesh out.
 package bench

@@ -47,16 +47,56 @@ func best(rs []Result, scenario, srv string) (fixed, max, top *Result) {
 			}
 		}
 	}
-	return median(fixedRuns), max, median(topRuns)
+	return median(fixedRuns, cpuPer1000), max, median(topRuns, cpuPer1000)
 }
 
-// median is the median of rs by CPU per 1,000; nil when rs is empty.
-func median(rs []*Result) *Result {
+func cpuPer1000(r *Result) float64 { return r.CPUPer1000 }
+
+// median is the median of rs by key; nil when rs is empty.
+func median(rs []*Result, key func(*Result) float64) *Result {
 	if len(rs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(rs, func(a, b *Result) int { return cmp.Compare(a.CPUPer1000, b.CPUPer1000) })
+	slices.SortStableFunc(rs, func(a, b *Result) int { return cmp.Compare(key(a), key(b)) })
 	return rs[len(rs)/2]
+}
+
+// hopMedian is the fixed-rate run of scenario on srv with the median
+// server latency p99, among the captured ones; nil without any.
+func hopMedian(rs []Result, scenario, srv string) *Result {
+	var runs []*Result
+	for i := range rs {
+		if r := &rs[i]; r.Scenario == scenario && r.Server == srv && r.Kind == "fixed" && r.HopSamples > 0 {
+			runs = append(runs, r)
+		}
+	}
+	return median(runs, func(r *Result) float64 { return r.HopP99ms })
+}
+
+// hopTable is the servers' own latency in the captured fixed-rate runs,
+// with sipmesh/Kamailio ratios; empty when none was captured.
+func hopTable(rep *Report) string {
+	var b strings.Builder
+	for _, sc := range []string{"register", "register-auth", "call"} {
+		k := hopMedian(rep.Results, sc, "kamailio")
+		for _, srv := range []string{"kamailio", "sipmesh", "sipmesh-3"} {
+			h := hopMedian(rep.Results, sc, srv)
+			if h == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "%-13s %-10s | %7d %7.2f %7.2f %7.2f %9d %6d\n", sc, srv, h.TargetRate, h.HopP50ms, h.HopP99ms, h.HopMaxMs, h.HopSamples, h.HopDropped)
+			if srv != "kamailio" && k != nil && k.TargetRate == h.TargetRate {
+				fmt.Fprintf(&b, "%-13s %-10s | %7s %7s %7s %7s\n", "", srv[len("sipmesh"):]+" ratio", "", ratio(h.HopP50ms, k.HopP50ms), ratio(h.HopP99ms, k.HopP99ms), ratio(h.HopMaxMs, k.HopMaxMs))
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	head := fmt.Sprintf("\nserver latency in the fixed-rate runs (tcpdump on lo): the time each message a server sent spent inside it,\n"+
+		"from the datagram that caused it (the request, or the response it forwards); the run with the median p99\n"+
+		"%-13s %-10s | %7s %7s %7s %7s %9s %6s\n%s\n", "scenario", "server", "rate/s", "p50 ms", "p99 ms", "max ms", "messages", "lost", strings.Repeat("-", 72))
+	return head + b.String()
 }
 
 // topStep is the target rate of the highest ramp step of scenario that
@@ -136,6 +176,7 @@ func table(rep *Report) string {
 	fmt.Fprintln(&b, "max/s = highest ramp step with <1% failed, rate held and p99 < 1 s (! = no step passed: first step shown);")
 	fmt.Fprintln(&b, "top/s = highest ramp step every server passed, run again after the ramp: the median (by cpu/1k) of its interleaved runs;")
 	fmt.Fprintln(&b, "p50/p99 = SIPp RTD from the first request to the final 200 (REGISTER incl. 401 round trip; INVITE incl. 407 round trip and ringing).")
+	b.WriteString(hopTable(rep))
 	for _, m := range rep.Memory {
 		fmt.Fprintf(&b, "memory %-9s %7d bindings: %6.1f MB -> %6.1f MB (+%.1f MB, %s)\n", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes),
 			mb(m.AfterBytes-m.BeforeBytes), m.Measure)

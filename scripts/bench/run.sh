@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the full sipmesh-vs-Kamailio benchmark (issue 8). Installs
-# SIPp and Kamailio from Debian when missing, then runs TestBench with
+# SIPp, Kamailio and tcpdump from Debian when missing, then runs TestBench with
 # SIPMESH_BENCH=full; results go to results/bench (bench.json, bench.txt,
 # bench.png). Extra arguments go to `go test`. See doc.go for the knobs
 # (SIPMESH_BENCH_STEP, SIPMESH_BENCH_MESH, SIPMESH_BENCH_MEMORY, SIPMESH_BENCH_OUT).
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 need=()
 command -v sipp     >/dev/null 2>&1 || need+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+command -v tcpdump  >/dev/null 2>&1 || need+=(tcpdump)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

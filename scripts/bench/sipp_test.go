@@ -104,6 +104,13 @@ type Result struct {
 	CPUSeconds   float64 `json:"cpu_seconds"`
 	CPUPer1000   float64 `json:"cpu_s_per_1000"`
 	Passed       bool    `json:"passed"` // <1% failed, rate held, p99 < 1 s
+	// The server's own part, from a packet capture (capture_test.go): the
+	// time each message it sent spent inside it. Captured runs only.
+	HopSamples int     `json:"hop_samples,omitempty"`
+	HopP50ms   float64 `json:"hop_p50_ms,omitempty"`
+	HopP99ms   float64 `json:"hop_p99_ms,omitempty"`
+	HopMaxMs   float64 `json:"hop_max_ms,omitempty"`
+	HopDropped int     `json:"hop_dropped,omitempty"` // datagrams tcpdump lost
 }
 
 type sippRun struct {
@@ -190,13 +197,21 @@ var (
 )
 
 // runLoad runs sc at rate for secs against srv (the rate split over its
-// entry points) and measures it. port distinguishes runs.
-func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, secs, port int) Result {
+// entry points) and measures it. port distinguishes runs. When captured,
+// the server's datagrams are recorded to measure its own latency.
+func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, secs, port int, captured bool) Result {
 	t.Helper()
 	n := len(srv.targets)
 	perRate := max(rate/n, 1)
 	calls := perRate * secs
 	r := Result{Scenario: sc.Name, Server: srv.name, Kind: kind, Step: step, TargetRate: perRate * n, Seconds: secs, Attempted: calls * n}
+	var capt *capture
+	if captured {
+		var err error
+		if capt, err = startCapture(t.TempDir(), srv.targets); err != nil {
+			t.Logf("%s %s %d/s: no server latency: %v", srv.name, sc.Name, rate, err)
+		}
+	}
 	cpu0 := srv.cpu()
 	start := time.Now()
 	var runs []*sippRun
@@ -256,6 +271,18 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	}
 	r.WallSeconds = time.Since(start).Seconds()
 	r.CPUSeconds = srv.cpu() - cpu0
+	if capt != nil {
+		hops, dropped, err := capt.stop()
+		if err != nil {
+			t.Logf("%s %s %d/s: server latency: %v", srv.name, sc.Name, rate, err)
+		}
+		sort.Float64s(hops)
+		r.HopSamples, r.HopDropped = len(hops), dropped
+		r.HopP50ms, r.HopP99ms = pct(hops, 50), pct(hops, 99)
+		if len(hops) > 0 {
+			r.HopMaxMs = hops[len(hops)-1]
+		}
+	}
 	r.Failed = r.Attempted - r.OK
 	if r.OK > 0 {
 		r.CPUPer1000 = r.CPUSeconds * 1000 / float64(r.OK)

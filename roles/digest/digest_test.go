@@ -324,7 +324,7 @@ func TestVerifyFailures(t *testing.T) {
 		req, _ := fresh("alice")
 		ch := a.Challenge("other.test", false, false)
 		_, oc, _ := parseCredentials(ch[0].Value())
-		oc.params["realm"] = "example.test" // replay another realm's nonce here
+		oc.set("realm", "example.test") // replay another realm's nonce here
 		authorize(req, oc, "alice", "s3cret", 1, false)
 		if _, err := a.Verify(ctx, req, false); !errors.Is(err, ErrInvalidNonce) {
 			t.Fatalf("%v", err)
@@ -334,7 +334,7 @@ func TestVerifyFailures(t *testing.T) {
 		req, chs := fresh("alice")
 		n := []byte(chs[0].get("nonce"))
 		n[3] ^= 1
-		chs[0].params["nonce"] = string(n)
+		chs[0].set("nonce", string(n))
 		authorize(req, chs[0], "alice", "s3cret", 1, false)
 		if _, err := a.Verify(ctx, req, false); !errors.Is(err, ErrInvalidNonce) {
 			t.Fatalf("%v", err)
@@ -529,4 +529,19 @@ func BenchmarkMemoryCounter(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A challenge's quoted values come back whole from the credentials parser,
+// quotes and backslashes included (RFC 3261 §25.1 quoted-pair).
+func TestChallengeQuotingRoundTrip(t *testing.T) {
+	for _, realm := range []string{"example.test", `say "hi"`, `back\slash`, `\"`, `"`, ""} {
+		v := challengeValue(realm, "n0nce", SHA256, true)
+		scheme, c, err := parseCredentials(v)
+		if err != nil || scheme != "Digest" {
+			t.Fatalf("%q: scheme %q, err %v", v, scheme, err)
+		}
+		if c.get("realm") != realm || c.get("nonce") != "n0nce" || c.get("algorithm") != "SHA-256" || c.get("qop") != "auth" || c.get("stale") != "true" {
+			t.Fatalf("%q read back as %v", v, c.params)
+		}
+	}
 }

@@ -150,8 +150,12 @@ func TestBench(t *testing.T) {
 	nextPort := func() int { port++; return port }
 	add := func(r Result) {
 		rep.Results = append(rep.Results, r)
-		t.Logf("%-13s %-10s %-5s %5d/s: ok %6d failed %5d achieved %7.1f/s (rtt %d samples %.0f-%.0f ms) p50 %3.0f ms p99 %4.0f ms cpu %5.2fs (%.3f s/1000) passed=%v",
-			r.Scenario, r.Server, r.Kind, r.TargetRate, r.OK, r.Failed, r.AchievedRate, r.RTTSamples, r.FirstMs, r.LastMs, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPer1000, r.Passed)
+		hop := ""
+		if r.HopSamples > 0 {
+			hop = fmt.Sprintf(" server hop p50 %.2f p99 %.2f max %.2f ms (%d, %d lost)", r.HopP50ms, r.HopP99ms, r.HopMaxMs, r.HopSamples, r.HopDropped)
+		}
+		t.Logf("%-13s %-10s %-5s %5d/s: ok %6d failed %5d achieved %7.1f/s (rtt %d samples %.0f-%.0f ms) p50 %3.0f ms p99 %4.0f ms cpu %5.2fs (%.3f s/1000) passed=%v%s",
+			r.Scenario, r.Server, r.Kind, r.TargetRate, r.OK, r.Failed, r.AchievedRate, r.RTTSamples, r.FirstMs, r.LastMs, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPer1000, r.Passed, hop)
 	}
 	// run runs sc on the servers in turn (A, B, A, B …): the fixed rate,
 	// then the ramp, each server until it saturates.

@@ -289,6 +289,46 @@ func cpuOf(pids []int) float64 {
 	return total
 }
 
+// machineBusy returns the CPU time the machine spent busy and in total
+// (all CPUs, USER_HZ ticks) from /proc/stat; steal, other guests' time,
+// counts as neither.
+func machineBusy() (busy, total float64) {
+	data, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:8] { // user nice system idle iowait irq softirq
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// settle waits, up to max, until the machine is nearly idle (under 15% of
+// its CPUs busy over 300 ms), and reports how long it waited and whether
+// it got there. A run that follows a saturated one would otherwise share
+// the CPUs with the previous server still answering retransmissions, or a
+// mesh still replicating what the last run registered.
+func settle(max time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for {
+		b0, t0 := machineBusy()
+		time.Sleep(300 * time.Millisecond)
+		b1, t1 := machineBusy()
+		if t1 <= t0 || (b1-b0)/(t1-t0) < 0.15 {
+			return time.Since(start), true
+		}
+		if time.Since(start) > max {
+			return time.Since(start), false
+		}
+	}
+}
+
 func statusKB(pid int, key string) int64 {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(data), "\n") {

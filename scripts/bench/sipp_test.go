@@ -205,6 +205,11 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	perRate := max(rate/n, 1)
 	calls := perRate * secs
 	r := Result{Scenario: sc.Name, Server: srv.name, Kind: kind, Step: step, TargetRate: perRate * n, Seconds: secs, Attempted: calls * n}
+	if waited, ok := settle(30 * time.Second); !ok {
+		t.Logf("%s %s %d/s: the machine was still busy after %v; running anyway", srv.name, sc.Name, rate, waited.Round(time.Second))
+	} else if waited > 2*time.Second {
+		t.Logf("%s %s %d/s: waited %v for the machine to settle", srv.name, sc.Name, rate, waited.Round(100*time.Millisecond))
+	}
 	var capt *capture
 	if captured {
 		var err error

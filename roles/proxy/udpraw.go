@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +38,9 @@ type rawUDPConn struct {
 	ops   sync.Pool
 	out   *udpSender               // when not nil, sends the datagrams (udpsend.go)
 	peer  atomic.Pointer[peerAddr] // the last datagram's source
+	// handedOff: the last datagram read goes to a goroutine of its own
+	// (see ReadFrom).
+	handedOff atomic.Bool
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -146,6 +151,19 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if len(b) == 0 {
 		return c.UDPConn.ReadFrom(b)
 	}
+	// sipgo hands every datagram it reads to a new goroutine, which
+	// waits on this P while the reader goes on reading: after the node
+	// was descheduled (two vCPUs shared with SIPp), the reader drained
+	// the backlog of its socket before any of those goroutines ran, and
+	// each message waited for all that came after it. Yielding first lets
+	// the last one run: first come, first served. At 1,600 calls/s the
+	// p99 time a message spent in the node (bench: server hop) went from
+	// 3.4-10.6 ms to 2.1-6.2 ms, its maximum from 10-52 ms to 6-18 ms.
+	// A REGISTER is answered by the reading goroutine itself
+	// (stateless.go): nothing to yield to.
+	if c.handedOff.Load() {
+		runtime.Gosched()
+	}
 	o := c.op(b)
 	var err error
 	for {
@@ -165,6 +183,7 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if err != nil {
 		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
 	}
+	c.handedOff.Store(!bytes.HasPrefix(b[:n], []byte("REGISTER ")))
 	return n, from, nil
 }
 

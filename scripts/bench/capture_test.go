@@ -74,17 +74,22 @@ func startCapture(dir string, servers []string) (*capture, error) {
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
+	// c.stderr is the scanner's until c.done: it ends when tcpdump has
+	// exited and its stderr is read to the end.
 	listening := make(chan struct{})
 	go func() {
+		defer close(c.done)
+		ready := listening
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			c.stderr.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "listening on") {
-				close(listening)
+			if ready != nil && strings.Contains(sc.Text(), "listening on") {
+				close(ready)
+				ready = nil
 			}
 		}
 	}()
-	go func() { c.cmd.Wait(); pw.Close(); close(c.done) }()
+	go func() { c.cmd.Wait(); pw.Close() }()
 	select {
 	case <-listening:
 		return c, nil

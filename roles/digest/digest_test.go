@@ -545,3 +545,14 @@ func TestChallengeQuotingRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// set replaces the value of name, or adds it (tests forging credentials).
+func (c *credentials) set(name, value string) {
+	for i := range c.params {
+		if c.params[i].name == name {
+			c.params[i].value = value
+			return
+		}
+	}
+	c.params = append(c.params, param{name, value})
+}

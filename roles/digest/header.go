@@ -36,17 +36,6 @@ func (c credentials) lookup(name string) (string, bool) {
 	return "", false
 }
 
-// set replaces the value of name, or adds it.
-func (c *credentials) set(name, value string) {
-	for i := range c.params {
-		if c.params[i].name == name {
-			c.params[i].value = value
-			return
-		}
-	}
-	c.params = append(c.params, param{name, value})
-}
-
 // parseCredentials splits "scheme params". It returns the scheme and, when
 // it is Digest, the parameters.
 func parseCredentials(v string) (scheme string, c credentials, err error) {

@@ -309,12 +309,12 @@ func machineBusy() (busy, total float64) {
 	return busy, total
 }
 
-// settle waits, up to max, until the machine is nearly idle (under 15% of
+// settle waits, up to limit, until the machine is nearly idle (under 15% of
 // its CPUs busy over 300 ms), and reports how long it waited and whether
 // it got there. A run that follows a saturated one would otherwise share
 // the CPUs with the previous server still answering retransmissions, or a
 // mesh still replicating what the last run registered.
-func settle(max time.Duration) (time.Duration, bool) {
+func settle(limit time.Duration) (time.Duration, bool) {
 	start := time.Now()
 	for {
 		b0, t0 := machineBusy()
@@ -323,7 +323,7 @@ func settle(max time.Duration) (time.Duration, bool) {
 		if t1 <= t0 || (b1-b0)/(t1-t0) < 0.15 {
 			return time.Since(start), true
 		}
-		if time.Since(start) > max {
+		if time.Since(start) > limit {
 			return time.Since(start), false
 		}
 	}

@@ -334,6 +334,9 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 		return "", a.challengeError(realm, true, proxy, a.cfg.Algorithms, ErrForeignNonce)
 	}
 	fresh, err := a.counter.Advance(ctx, c.get("nonce"), nc, issued.Add(a.cfg.NonceLifetime+maxClockSkew))
+	if errors.Is(err, ErrNonceForgotten) {
+		return "", a.challengeError(realm, true, proxy, a.cfg.Algorithms, fmt.Errorf("%w: %w", ErrStaleNonce, err))
+	}
 	if err != nil {
 		return "", fmt.Errorf("digest: nonce counter: %w", err)
 	}

@@ -15,13 +15,21 @@ import (
 // after expires: by then the nonce is stale and refused anyway.
 type NonceCounter interface {
 	// Advance records nc for nonce if it is higher than every nc recorded
-	// for that nonce and reports whether it was.
+	// for that nonce and reports whether it was. ErrNonceForgotten means
+	// the nonce is to be taken as stale.
 	Advance(ctx context.Context, nonce string, nc uint64, expires time.Time) (bool, error)
 }
 
 // ErrCounterFull is returned by MemoryCounter when it holds its maximum
-// number of live nonces.
+// number of live nonces and none can be forgotten: every one it holds
+// expires after the nonce asked about.
 var ErrCounterFull = errors.New("digest: nonce counter is full")
+
+// ErrNonceForgotten is returned by a NonceCounter for a nonce it no longer
+// remembers, to make room: the nonce must be taken as stale (RFC 7616
+// §3.3), and the client asks again with a fresh one, without bothering
+// the user.
+var ErrNonceForgotten = errors.New("digest: nonce forgotten to make room")
 
 // MemoryCounter is the in-process NonceCounter: maps with expiry, swept
 // lazily (no goroutine), bounded in size.
@@ -36,15 +44,25 @@ var ErrCounterFull = errors.New("digest: nonce counter is full")
 // live nonces with the same hash, a chance of one in 2^64 per pair, would
 // share an nc: the later one's first use could be refused as a replay and
 // the client asked again, nothing worse.
+//
+// When it is full of live nonces, it forgets the eighth that expire first
+// and from then on answers ErrNonceForgotten for every nonce expiring no
+// later than those (the floor), whether it had seen it or not: the client
+// gets a stale challenge and a new nonce, and a replay of a forgotten
+// nonce is refused like any other. Refusing new nonces instead, as it did,
+// refused every authenticated request of a node that had challenged 2^20
+// in a nonce's lifetime (5 minutes: 3,500 REGISTERs a second) until the
+// oldest expired: the benchmark's calls failed after its REGISTER ramp.
 type MemoryCounter struct {
 	seed   maphash.Seed
 	shards [counterShards]counterShard
 	count  atomic.Int64
 	max    int64
-	// lastFull is when the counter, full, last swept every shard (Unix
-	// nanoseconds).
-	lastFull atomic.Int64
-	now      func() time.Time
+	// floor: nonces expiring no later than this are forgotten (Unix
+	// nanoseconds); newest: the latest expiry recorded.
+	floor, newest atomic.Int64
+	room          sync.Mutex // held while making room
+	now           func() time.Time
 }
 
 const counterShards = 64
@@ -94,8 +112,17 @@ func NewMemoryCounter(opts ...MemoryCounterOption) *MemoryCounter {
 // Advance implements NonceCounter.
 func (c *MemoryCounter) Advance(_ context.Context, nonce string, nc uint64, expires time.Time) (bool, error) {
 	now := c.now()
+	exp := expires.UnixNano()
+	if exp <= c.floor.Load() {
+		return false, ErrNonceForgotten
+	}
 	if c.count.Load() >= c.max {
-		c.sweepAll(now) // full: whatever has expired anywhere makes room, once a second at most
+		c.makeRoom(now)
+		if exp <= c.floor.Load() {
+			return false, ErrNonceForgotten
+		}
+	}
+	for n := c.newest.Load(); exp > n && !c.newest.CompareAndSwap(n, exp); n = c.newest.Load() {
 	}
 	key := maphash.String(c.seed, nonce)
 	sh := &c.shards[key%counterShards]
@@ -114,18 +141,20 @@ func (c *MemoryCounter) Advance(_ context.Context, nonce string, nc uint64, expi
 			return false, ErrCounterFull
 		}
 	}
-	sh.entries[key] = counterEntry{nc: nc, expires: expires.UnixNano()}
+	sh.entries[key] = counterEntry{nc: nc, expires: exp}
 	return true, nil
 }
 
 // Len is the number of nonces remembered.
 func (c *MemoryCounter) Len() int { return int(c.count.Load()) }
 
-// sweep forgets sh's expired nonces; sh.mu is held.
+// sweep forgets sh's expired nonces, and those below the floor; sh.mu is
+// held.
 func (c *MemoryCounter) sweep(sh *counterShard, now time.Time) {
 	t := now.UnixNano()
+	floor := c.floor.Load()
 	for k, e := range sh.entries {
-		if t >= e.expires {
+		if t >= e.expires || e.expires <= floor {
 			delete(sh.entries, k)
 			c.count.Add(-1)
 		}
@@ -133,13 +162,49 @@ func (c *MemoryCounter) sweep(sh *counterShard, now time.Time) {
 	sh.lastSweep = now
 }
 
-// sweepAll sweeps every shard, at most once a second: a full counter is
-// asked on every first use of a nonce.
-func (c *MemoryCounter) sweepAll(now time.Time) {
-	last := c.lastFull.Load()
-	if now.UnixNano()-last < int64(time.Second) || !c.lastFull.CompareAndSwap(last, now.UnixNano()) {
+// makeRoom, when the counter is full, sweeps every shard and, if that
+// leaves it more than seven eighths full, raises the floor to forget the
+// eighth of the nonces that expire first.
+func (c *MemoryCounter) makeRoom(now time.Time) {
+	c.room.Lock()
+	defer c.room.Unlock()
+	if c.count.Load() < c.max {
+		return // made while this one waited
+	}
+	c.sweepAll(now)
+	if c.count.Load() <= c.max-c.max/8 {
 		return
 	}
+	// The expiries left are in (now, newest]: a histogram over that span
+	// finds the floor under which an eighth of them lie.
+	const buckets = 256
+	lo, hi := now.UnixNano(), c.newest.Load()
+	width := max((hi-lo)/buckets, 1)
+	var hist [buckets + 1]int64
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for _, e := range sh.entries {
+			hist[min(max((e.expires-lo)/width, 0), buckets)]++
+		}
+		sh.mu.Unlock()
+	}
+	want, seen := c.count.Load()/8, int64(0)
+	floor := hi
+	for b, n := range hist {
+		if seen += n; seen >= want {
+			floor = min(lo+int64(b+1)*width, hi)
+			break
+		}
+	}
+	if floor > c.floor.Load() {
+		c.floor.Store(floor)
+	}
+	c.sweepAll(now)
+}
+
+// sweepAll sweeps every shard.
+func (c *MemoryCounter) sweepAll(now time.Time) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()

@@ -264,6 +264,18 @@ func TestVerifyFailures(t *testing.T) {
 			t.Fatalf("nc 1 after 2: %v", err)
 		}
 	})
+	t.Run("nonce the counter forgot", func(t *testing.T) {
+		full := newAuth(t, c, WithNonceCounter(forgetful{}))
+		req := register(t, "alice")
+		_, err := full.Verify(ctx, req, false)
+		_, chs := challengeOf(t, err)
+		authorize(req, chs[0], "alice", "s3cret", 1, false)
+		_, err = full.Verify(ctx, req, false)
+		code, sch := challengeOf(t, err)
+		if code != 401 || !errors.Is(err, ErrStaleNonce) || !errors.Is(err, ErrNonceForgotten) || sch[0].get("stale") != "true" {
+			t.Fatalf("forgotten nonce: %d %v %v, want 401 with stale=true", code, err, sch)
+		}
+	})
 	t.Run("stale nonce", func(t *testing.T) {
 		req, chs := fresh("alice")
 		c.add(61 * time.Second)
@@ -466,6 +478,45 @@ func TestMemoryCounter(t *testing.T) {
 	}
 }
 
+// A counter full of live nonces forgets the eighth that expire first and
+// takes every nonce expiring by then as forgotten; the newer ones keep
+// their nonce-counts, so their replays are still refused.
+func TestMemoryCounterForgetsOldest(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	m := NewMemoryCounter(WithCounterClock(c.now), WithMaxNonces(80))
+	expiry := func(i int) time.Time { return c.now().Add(time.Duration(i+1) * time.Second) }
+	for i := range 80 {
+		if ok, err := m.Advance(ctx, fmt.Sprint("n", i), 1, expiry(i)); !ok || err != nil {
+			t.Fatalf("n%d: %v %v", i, ok, err)
+		}
+	}
+	if ok, err := m.Advance(ctx, "new", 1, expiry(100)); !ok || err != nil {
+		t.Fatalf("a new nonce on a full counter: %v %v, want it taken", ok, err)
+	}
+	if n := m.Len(); n > 72 || n < 65 {
+		t.Fatalf("Len %d after making room, want about seven eighths of 80", n)
+	}
+	for _, tc := range []struct {
+		nonce string
+		i, nc int
+		ok    bool
+		err   error
+	}{
+		{"n0", 0, 2, false, ErrNonceForgotten},     // forgotten
+		{"n9", 9, 1, false, ErrNonceForgotten},     // forgotten: a replay is refused too
+		{"unseen", 3, 1, false, ErrNonceForgotten}, // expiring as early: stale
+		{"n79", 79, 1, false, nil},                 // remembered: a replay
+		{"n50", 50, 2, true, nil},                  // remembered: the next count
+		{"n20", 20, 2, true, nil},
+	} {
+		ok, err := m.Advance(ctx, tc.nonce, uint64(tc.nc), expiry(tc.i))
+		if ok != tc.ok || !errors.Is(err, tc.err) { // errors.Is(err, nil): err == nil
+			t.Errorf("Advance(%s, nc %d) = %v, %v; want %v, %v", tc.nonce, tc.nc, ok, err, tc.ok, tc.err)
+		}
+	}
+}
+
 // With issuers, a node takes only its own nonces: another node's, with the
 // right password, gets stale=true (the client retries silently), so a
 // replay sent to another node is refused by a counter in memory.
@@ -555,4 +606,11 @@ func (c *credentials) set(name, value string) {
 		}
 	}
 	c.params = append(c.params, param{name, value})
+}
+
+// forgetful is a NonceCounter that has forgotten every nonce.
+type forgetful struct{}
+
+func (forgetful) Advance(context.Context, string, uint64, time.Time) (bool, error) {
+	return false, ErrNonceForgotten
 }

@@ -111,6 +111,7 @@ type Result struct {
 	HopP99ms   float64 `json:"hop_p99_ms,omitempty"`
 	HopMaxMs   float64 `json:"hop_max_ms,omitempty"`
 	HopDropped int     `json:"hop_dropped,omitempty"` // datagrams tcpdump lost
+	captured   bool    // tcpdump ran during the run
 }
 
 type sippRun struct {
@@ -277,6 +278,7 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	r.WallSeconds = time.Since(start).Seconds()
 	r.CPUSeconds = srv.cpu() - cpu0
 	if capt != nil {
+		r.captured = true
 		hops, dropped, err := capt.stop()
 		if err != nil {
 			t.Logf("%s %s %d/s: server latency: %v", srv.name, sc.Name, rate, err)

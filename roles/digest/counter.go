@@ -21,8 +21,8 @@ type NonceCounter interface {
 }
 
 // ErrCounterFull is returned by MemoryCounter when it holds its maximum
-// number of live nonces and none can be forgotten: every one it holds
-// expires after the nonce asked about.
+// number of live nonces and making room freed none for this one: a
+// counter of fewer than eight, or concurrent nonces took the room first.
 var ErrCounterFull = errors.New("digest: nonce counter is full")
 
 // ErrNonceForgotten is returned by a NonceCounter for a nonce it no longer

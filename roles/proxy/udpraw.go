@@ -159,8 +159,10 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	// the last one run: first come, first served. At 1,600 calls/s the
 	// p99 time a message spent in the node (bench: server hop) went from
 	// 3.4-10.6 ms to 2.1-6.2 ms, its maximum from 10-52 ms to 6-18 ms.
-	// A REGISTER is answered by the reading goroutine itself
-	// (stateless.go): nothing to yield to.
+	// A REGISTER takes the stateless path (stateless.go), which a node
+	// alone answers in the reading goroutine: nothing to yield to. (In a
+	// mesh a register worker answers it; the reader does not yield to
+	// that one.)
 	if c.handedOff.Load() {
 		runtime.Gosched()
 	}

@@ -30,10 +30,11 @@ import (
 // response time: how long each message it forwards or answers spends
 // inside it, from the moment the sender's datagram crosses lo to the
 // moment the server's crosses it. SIPp's response times add the load
-// generator's own scheduling (three processes on two cores) and two to
-// four server passes per scenario, in whole milliseconds.
+// generator's own scheduling (two SIPp processes and the server on two
+// cores) and several server passes per scenario, in whole milliseconds.
 type capture struct {
 	cmd     *exec.Cmd
+	dir     string // removed by stop
 	path    string
 	servers []netip.AddrPort
 	stderr  *bytes.Buffer
@@ -43,7 +44,7 @@ type capture struct {
 // startCapture starts tcpdump on lo for the UDP datagrams to and from
 // servers. It returns nil, with the reason, when there is no tcpdump or it
 // may not capture (it needs CAP_NET_RAW).
-func startCapture(dir string, servers []string) (*capture, error) {
+func startCapture(servers []string) (_ *capture, err error) {
 	bin, err := exec.LookPath("tcpdump")
 	if err != nil {
 		return nil, errors.New("no tcpdump (Debian: apt-get install tcpdump)")
@@ -51,12 +52,20 @@ func startCapture(dir string, servers []string) (*capture, error) {
 	// The file goes to memory when it can: at 1,600 calls/s tcpdump writes
 	// 30 MB/s, and the disk's writeback stalled both servers (33% iowait,
 	// SIPp p99 up from 16 to 116 ms).
+	base := ""
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", "sipmesh-bench-"); err == nil {
-			dir = d
-		}
+		base = "/dev/shm"
 	}
-	c := &capture{path: filepath.Join(dir, "sip.pcap"), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	dir, err := os.MkdirTemp(base, "sipmesh-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	c := &capture{dir: dir, path: filepath.Join(dir, "sip.pcap"), stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	var hosts []string
 	for _, s := range servers {
 		ap, err := netip.ParseAddrPort(s)
@@ -119,12 +128,7 @@ func (c *capture) stop() (hops []float64, dropped int, err error) {
 		c.cmd.Process.Kill()
 		<-c.done
 	}
-	defer func() {
-		os.Remove(c.path)
-		if strings.HasPrefix(c.path, "/dev/shm/") {
-			os.Remove(filepath.Dir(c.path))
-		}
-	}()
+	defer os.RemoveAll(c.dir)
 	if m := reDropped.FindStringSubmatch(c.stderr.String()); m != nil {
 		dropped, _ = strconv.Atoi(m[1])
 	}

@@ -16,10 +16,10 @@
 // runs also each server's own latency, from a tcpdump capture of its
 // datagrams on lo (capture_test.go: the time each message it sent spent
 // inside it; SIPp's response times also hold the load generator's
-// scheduling and several server passes). After each
-// ramp, the highest step that every server passed is run again (the
-// "top" runs), interleaved, so that the CPU at the top is a median like
-// the fixed rate's. It prints a table with sipmesh/Kamailio ratios and
+// scheduling and several server passes). After each ramp, the highest
+// step that every server passed is run again (the "top" runs),
+// interleaved, so that the CPU at the top is a median like the fixed
+// rate's. It prints a table with sipmesh/Kamailio ratios and
 // writes bench.json and bench.png (achieved rate vs p99) to results/bench.
 //
 //	go test -count=1 -run '^TestBench$' ./scripts/bench/                       # 2-second smoke run

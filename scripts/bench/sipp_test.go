@@ -85,7 +85,7 @@ func usersCSV(t testing.TB, path, prefix string, n int) string {
 type Result struct {
 	Scenario     string  `json:"scenario"`
 	Server       string  `json:"server"`
-	Kind         string  `json:"kind"` // fixed | ramp | ramp-retried | top (report_test.go: best)
+	Kind         string  `json:"kind"` // warmup | fixed | ramp | ramp-retried | top | memory (report_test.go: best)
 	Step         int     `json:"step,omitempty"`
 	TargetRate   int     `json:"target_rate"`
 	Seconds      int     `json:"seconds"`
@@ -214,7 +214,7 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	var capt *capture
 	if captured {
 		var err error
-		if capt, err = startCapture(t.TempDir(), srv.targets); err != nil {
+		if capt, err = startCapture(srv.targets); err != nil {
 			t.Logf("%s %s %d/s: no server latency: %v", srv.name, sc.Name, rate, err)
 		}
 	}

@@ -152,7 +152,8 @@ func TestBench(t *testing.T) {
 		rep.Results = append(rep.Results, r)
 		hop := ""
 		if r.HopSamples > 0 {
-			hop = fmt.Sprintf(" server hop p50 %.2f p99 %.2f max %.2f ms (%d, %d lost)", r.HopP50ms, r.HopP99ms, r.HopMaxMs, r.HopSamples, r.HopDropped)
+			hop = fmt.Sprintf(" server hop p50 %.2f p99 %.2f max %.2f ms (%d, %d lost); on the wire p50 %.2f p99 %.2f ms (%d)",
+				r.HopP50ms, r.HopP99ms, r.HopMaxMs, r.HopSamples, r.HopDropped, r.WireP50ms, r.WireP99ms, r.WireSamples)
 		}
 		t.Logf("%-13s %-10s %-5s %5d/s: ok %6d failed %5d achieved %7.1f/s (rtt %d samples %.0f-%.0f ms) p50 %3.0f ms p99 %4.0f ms cpu %5.2fs (%.3f s/1000) passed=%v%s",
 			r.Scenario, r.Server, r.Kind, r.TargetRate, r.OK, r.Failed, r.AchievedRate, r.RTTSamples, r.FirstMs, r.LastMs, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPer1000, r.Passed, hop)
@@ -294,8 +295,9 @@ func TestBench(t *testing.T) {
 			}
 			// Where tcpdump could run (installed, CAP_NET_RAW), every
 			// message was paired.
-			if r.captured && (r.HopSamples < r.OK || r.HopP99ms <= 0) {
-				t.Errorf("smoke run: %s against %s: %d server latencies (p99 %.3f ms) for %d scenarios", r.Scenario, r.Server, r.HopSamples, r.HopP99ms, r.OK)
+			if r.captured && (r.HopSamples < r.OK || r.HopP99ms <= 0 || r.WireSamples < r.OK || r.WireP99ms <= 0) {
+				t.Errorf("smoke run: %s against %s: %d server latencies (p99 %.3f ms) and %d response times on the wire (p99 %.3f ms) for %d scenarios",
+					r.Scenario, r.Server, r.HopSamples, r.HopP99ms, r.WireSamples, r.WireP99ms, r.OK)
 			}
 		}
 		if want := 6; len(rep.Results) != want && !kamOnly {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -43,8 +44,9 @@ type capture struct {
 
 // startCapture starts tcpdump on lo for the UDP datagrams to and from
 // servers. It returns nil, with the reason, when there is no tcpdump or it
-// may not capture (it needs CAP_NET_RAW).
-func startCapture(servers []string) (_ *capture, err error) {
+// may not capture (it needs CAP_NET_RAW). The file is kept as keep, when
+// not empty (SIPMESH_BENCH_PCAP), else removed by stop.
+func startCapture(servers []string, keep string) (_ *capture, err error) {
 	bin, err := exec.LookPath("tcpdump")
 	if err != nil {
 		return nil, errors.New("no tcpdump (Debian: apt-get install tcpdump)")
@@ -66,6 +68,9 @@ func startCapture(servers []string) (_ *capture, err error) {
 		}
 	}()
 	c := &capture{dir: dir, path: filepath.Join(dir, "sip.pcap"), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	if keep != "" {
+		c.path = keep
+	}
 	var hosts []string
 	for _, s := range servers {
 		ap, err := netip.ParseAddrPort(s)
@@ -116,7 +121,7 @@ func startCapture(servers []string) (_ *capture, err error) {
 var reDropped = regexp.MustCompile(`(\d+) packets dropped by kernel`)
 
 // stop ends the capture and measures it; the capture file is removed.
-func (c *capture) stop() (hops []float64, dropped int, err error) {
+func (c *capture) stop() (times captureTimes, dropped int, err error) {
 	// tcpdump's kernel ring hands it datagrams a block at a time, when the
 	// block is full or 1 s after its first (tcpdump's pcap timeout); on
 	// SIGINT it exits without reading a block not yet handed over.
@@ -134,27 +139,58 @@ func (c *capture) stop() (hops []float64, dropped int, err error) {
 	}
 	f, err := os.Open(c.path)
 	if err != nil {
-		return nil, dropped, fmt.Errorf("capture: %w", err)
+		return times, dropped, fmt.Errorf("capture: %w", err)
 	}
 	defer f.Close()
-	hops, err = serverHops(bufio.NewReaderSize(f, 1<<20), c.servers)
-	return hops, dropped, err
+	times, err = readCapture(bufio.NewReaderSize(f, 1<<20), c.servers)
+	return times, dropped, err
 }
 
-// serverHops reads a pcap file of SIP over UDP and returns, in ms, the time
-// each message a server sent spent inside it: from the latest message it
-// received of the same transaction (Call-ID and CSeq) that caused it. A
-// response or request it forwards is paired with the one it received (the
-// same status code or method); a response it makes itself (100, 401, 407,
-// the registrar's 200) with the request. Datagrams between two servers (a
-// mesh) count as sent by one and received by the other.
-func serverHops(r io.Reader, servers []netip.AddrPort) ([]float64, error) {
+// captureTimes is what a capture measures, in ms, in the order seen.
+type captureTimes struct {
+	// hops: the time each message a server sent spent inside it, from
+	// the latest message it received of the same transaction (Call-ID
+	// and CSeq) that caused it. A response or request it forwards is
+	// paired with the one it received (the same status code or method);
+	// a response it makes itself (100, 401, 407, the registrar's 200)
+	// with the request. Datagrams between two servers (a mesh) count as
+	// sent by one and received by the other.
+	hops []float64
+	// responses: each scenario's response time as its client's socket
+	// sees it, between the points SIPp's RTD 1 spans (deriveScenarios):
+	// from the client's first request of the Call-ID to the first
+	// response a server sends it that ends the RTD (wireRTDEnd). It is
+	// SIPp's measure to the microsecond, without the time SIPp takes to
+	// send the first request and read the last response: SIPp 3.6 reads
+	// CLOCK_MONOTONIC_COARSE, which moves in steps of 4 ms on a 250 Hz
+	// kernel, so its RTDs are multiples of 4 ms.
+	responses []float64
+}
+
+// wireRTDEnd reports whether a response with status to a request of
+// method ends the RTD that deriveScenarios marks: a REGISTER's 200
+// (RFC 6076 section 4.1, Registration Request Delay), an INVITE's first
+// provisional other than 100, or its 200 when none came first (section
+// 4.2, Session Request Delay).
+func wireRTDEnd(method string, status int) bool {
+	switch method {
+	case "REGISTER":
+		return status == 200
+	case "INVITE":
+		return status > 100 && status <= 200
+	}
+	return false
+}
+
+// readCapture reads a pcap file of SIP over UDP to and from servers.
+func readCapture(r io.Reader, servers []netip.AddrPort) (captureTimes, error) {
+	var times captureTimes
 	pr, err := pcapgo.NewReader(r)
 	if err != nil {
-		return nil, fmt.Errorf("capture: %w", err)
+		return times, fmt.Errorf("capture: %w", err)
 	}
 	if pr.LinkType() != layers.LinkTypeEthernet {
-		return nil, fmt.Errorf("capture: link type %v, want Ethernet (Linux lo)", pr.LinkType())
+		return times, fmt.Errorf("capture: link type %v, want Ethernet (Linux lo)", pr.LinkType())
 	}
 	var (
 		eth     layers.Ethernet
@@ -174,103 +210,118 @@ func serverHops(r io.Reader, servers []netip.AddrPort) ([]float64, error) {
 		server       netip.AddrPort
 		callID, cseq string
 	}
+	type scenarioStart struct {
+		at     time.Time
+		client netip.AddrPort
+		method string
+		ended  bool
+	}
 	pending := map[txKey][]received{}
-	var hops []float64
+	starts := map[string]*scenarioStart{} // by Call-ID
 	for {
 		data, ci, err := pr.ZeroCopyReadPacketData()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return hops, fmt.Errorf("capture: %w", err)
+			return times, fmt.Errorf("capture: %w", err)
 		}
 		if err := parser.DecodeLayers(data, &decoded); err != nil || !slices.Contains(decoded, layers.LayerTypeUDP) {
 			continue
 		}
-		kind, resp, callID, cseq, ok := sipSummary(udp.Payload)
+		m, ok := sipSummary(udp.Payload)
 		if !ok {
 			continue
 		}
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip4.SrcIP.To4())), uint16(udp.SrcPort))
 		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip4.DstIP.To4())), uint16(udp.DstPort))
-		if slices.Contains(servers, src) {
-			k := txKey{src, callID, cseq}
+		fromServer := slices.Contains(servers, src)
+		if st := starts[m.callID]; st == nil && !fromServer && !m.resp {
+			starts[m.callID] = &scenarioStart{at: ci.Timestamp, client: src, method: m.method}
+		} else if st != nil && !st.ended && fromServer && m.resp && dst == st.client && m.method == st.method && wireRTDEnd(m.method, m.status) {
+			st.ended = true
+			times.responses = append(times.responses, float64(ci.Timestamp.Sub(st.at).Microseconds())/1000)
+		}
+		if fromServer {
+			k := txKey{src, m.callID, m.cseq}
 			in := pending[k]
 			var cause *received
 			for i := len(in) - 1; i >= 0 && cause == nil; i-- {
-				if in[i].resp == resp && in[i].kind == kind {
+				if in[i].resp == m.resp && in[i].kind == m.kind {
 					cause = &in[i]
 				}
 			}
-			for i := len(in) - 1; i >= 0 && cause == nil && resp; i-- {
+			for i := len(in) - 1; i >= 0 && cause == nil && m.resp; i-- {
 				if !in[i].resp {
 					cause = &in[i]
 				}
 			}
 			if cause != nil {
-				hops = append(hops, float64(ci.Timestamp.Sub(cause.at).Microseconds())/1000)
+				times.hops = append(times.hops, float64(ci.Timestamp.Sub(cause.at).Microseconds())/1000)
 			}
 		}
 		if slices.Contains(servers, dst) {
-			k := txKey{dst, callID, cseq}
-			pending[k] = append(pending[k], received{at: ci.Timestamp, kind: kind, resp: resp})
+			k := txKey{dst, m.callID, m.cseq}
+			pending[k] = append(pending[k], received{at: ci.Timestamp, kind: m.kind, resp: m.resp})
 		}
 	}
-	return hops, nil
+	return times, nil
 }
 
-// sipSummary reads what serverHops pairs messages by: the method or status
-// code, and the Call-ID and CSeq values. A body the capture's snap length
-// cut short makes Parse complain, but the header fields are read.
-func sipSummary(data []byte) (kind string, resp bool, callID, cseq string, ok bool) {
+// sipMessage is what readCapture needs of a message.
+type sipMessage struct {
+	kind         string // the method, or the status code of a response
+	resp         bool
+	status       int
+	method       string // CSeq's
+	callID, cseq string // the header fields' values
+}
+
+// sipSummary reads what readCapture pairs messages by. A body the
+// capture's snap length cut short makes Parse complain, but the header
+// fields are read.
+func sipSummary(data []byte) (m sipMessage, ok bool) {
 	msg, _ := sipmsg.Parse(data)
-	switch m := msg.(type) {
+	switch r := msg.(type) {
 	case *sip.Request:
-		kind = string(m.Method)
+		m.kind = string(r.Method)
 	case *sip.Response:
-		kind, resp = strconv.Itoa(m.StatusCode), true
+		m.kind, m.resp, m.status = strconv.Itoa(r.StatusCode), true, r.StatusCode
 	default:
-		return "", false, "", "", false
+		return m, false
 	}
 	cid, cs := msg.CallID(), msg.CSeq()
 	if cid == nil || cs == nil {
-		return "", false, "", "", false
+		return m, false
 	}
-	return kind, resp, cid.Value(), cs.Value(), true
+	m.callID, m.cseq, m.method = cid.Value(), cs.Value(), string(cs.MethodName)
+	return m, true
 }
 
-// serverHops pairs each message a server sends with the one it received
-// that caused it: forwarded requests and responses with their like, its
-// own responses with the request; other hosts' traffic and the server's
-// unprompted requests are not counted.
-func TestServerHops(t *testing.T) {
-	srv := netip.MustParseAddrPort("127.0.70.2:5060")
-	uac := netip.MustParseAddrPort("127.0.70.100:6001")
-	uas := netip.MustParseAddrPort("127.0.70.101:5070")
+// benchDgram is one datagram of a synthetic capture.
+type benchDgram struct {
+	ms       float64 // since the capture began
+	src, dst netip.AddrPort
+	data     []byte
+}
+
+var (
+	testServer = netip.MustParseAddrPort("127.0.70.2:5060")
+	testUAC    = netip.MustParseAddrPort("127.0.70.100:6001")
+	testUAS    = netip.MustParseAddrPort("127.0.70.101:5070")
+)
+
+// testSIP is a minimal SIP message: first line, Call-ID and CSeq.
+func testSIP(first, callID, cseq string) []byte {
+	return []byte(first + "\r\nVia: SIP/2.0/UDP 127.0.70.100:6001;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:caller@bench.test>;tag=1\r\nTo: <sip:uas@bench.test>\r\ni: " + callID + "\r\nCSeq:  " + cseq + "\r\nContent-Length: 0\r\n\r\n")
+}
+
+// readTestCapture writes dgrams as tcpdump on lo would and reads them
+// back with readCapture, testServer being the server.
+func readTestCapture(t *testing.T, dgrams []benchDgram) captureTimes {
+	t.Helper()
 	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
-	msg := func(first, callID, cseq string) []byte {
-		return []byte(first + "\r\nVia: SIP/2.0/UDP 127.0.70.100:6001;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n" +
-			"From: <sip:caller@bench.test>;tag=1\r\nTo: <sip:uas@bench.test>\r\ni: " + callID + "\r\nCSeq:  " + cseq + "\r\nContent-Length: 0\r\n\r\n")
-	}
-	type dgram struct {
-		ms       float64
-		src, dst netip.AddrPort
-		data     []byte
-	}
-	invite, ringing, ok := "INVITE sip:uas@bench.test SIP/2.0", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"
-	dgrams := []dgram{
-		{0, uac, srv, msg(invite, "c1", "2 INVITE")},
-		{0.3, srv, uac, msg("SIP/2.0 100 Trying", "c1", "2 INVITE")}, // its own: 0.3
-		{0.5, srv, uas, msg(invite, "c1", "2 INVITE")},               // forwarded: 0.5
-		{1.0, uas, srv, msg(ringing, "c1", "2 INVITE")},
-		{1.2, uas, srv, msg(ok, "c1", "2 INVITE")},
-		{1.4, srv, uac, msg(ringing, "c1", "2 INVITE")},                               // the 180, not the later 200: 0.4
-		{1.5, srv, uac, msg(ok, "c1", "2 INVITE")},                                    // 0.3
-		{2.0, uac, uas, msg(invite, "c2", "1 INVITE")},                                // not the server's
-		{2.5, srv, uas, msg("OPTIONS sip:uas@bench.test SIP/2.0", "c3", "1 OPTIONS")}, // unprompted
-		{3.0, uac, srv, msg("REGISTER sip:bench.test SIP/2.0", "c4", "1 REGISTER")},
-		{7.0, srv, uac, msg("SIP/2.0 401 Unauthorized", "c4", "1 REGISTER")}, // 4.0
-	}
 	var buf bytes.Buffer
 	w := pcapgo.NewWriter(&buf)
 	must(t, w.WriteFileHeader(1500, layers.LinkTypeEthernet))
@@ -284,11 +335,74 @@ func TestServerHops(t *testing.T) {
 		at := t0.Add(time.Duration(d.ms * float64(time.Millisecond)))
 		must(t, w.WritePacket(gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(sb.Bytes()), Length: len(sb.Bytes())}, sb.Bytes()))
 	}
-	hops, err := serverHops(&buf, []netip.AddrPort{srv})
+	times, err := readCapture(&buf, []netip.AddrPort{testServer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []float64{0.3, 0.5, 0.4, 0.3, 4.0}; !slices.Equal(hops, want) {
-		t.Fatalf("hops = %v, want %v", hops, want)
+	return times
+}
+
+// Server hops pair each message a server sends with the one it received
+// that caused it: forwarded requests and responses with their like, its
+// own responses with the request; other hosts' traffic and the server's
+// unprompted requests are not counted.
+func TestServerHops(t *testing.T) {
+	srv, uac, uas, msg := testServer, testUAC, testUAS, testSIP
+	invite, ringing, ok := "INVITE sip:uas@bench.test SIP/2.0", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"
+	times := readTestCapture(t, []benchDgram{
+		{0, uac, srv, msg(invite, "c1", "2 INVITE")},
+		{0.3, srv, uac, msg("SIP/2.0 100 Trying", "c1", "2 INVITE")}, // its own: 0.3
+		{0.5, srv, uas, msg(invite, "c1", "2 INVITE")},               // forwarded: 0.5
+		{1.0, uas, srv, msg(ringing, "c1", "2 INVITE")},
+		{1.2, uas, srv, msg(ok, "c1", "2 INVITE")},
+		{1.4, srv, uac, msg(ringing, "c1", "2 INVITE")},                               // the 180, not the later 200: 0.4
+		{1.5, srv, uac, msg(ok, "c1", "2 INVITE")},                                    // 0.3
+		{2.0, uac, uas, msg(invite, "c2", "1 INVITE")},                                // not the server's
+		{2.5, srv, uas, msg("OPTIONS sip:uas@bench.test SIP/2.0", "c3", "1 OPTIONS")}, // unprompted
+		{3.0, uac, srv, msg("REGISTER sip:bench.test SIP/2.0", "c4", "1 REGISTER")},
+		{7.0, srv, uac, msg("SIP/2.0 401 Unauthorized", "c4", "1 REGISTER")}, // 4.0
+	})
+	if want := []float64{0.3, 0.5, 0.4, 0.3, 4.0}; !slices.Equal(times.hops, want) {
+		t.Fatalf("hops = %v, want %v", times.hops, want)
+	}
+}
+
+// A scenario's response time on the wire spans what SIPp's RTD 1 does:
+// from the client's first request, challenge included, to the REGISTER's
+// 200 or the INVITE's first provisional above 100 (its 200 when no 180
+// came), sent to that client.
+func TestWireResponseTimes(t *testing.T) {
+	srv, uac, uas, msg := testServer, testUAC, testUAS, testSIP
+	invite, register := "INVITE sip:uas@bench.test SIP/2.0", "REGISTER sip:bench.test SIP/2.0"
+	times := readTestCapture(t, []benchDgram{
+		{0, uac, srv, msg(register, "r1", "1 REGISTER")},
+		{0.2, srv, uac, msg("SIP/2.0 401 Unauthorized", "r1", "1 REGISTER")},
+		{0.5, uac, srv, msg(register, "r1", "2 REGISTER")},
+		{0.9, srv, uac, msg("SIP/2.0 200 OK", "r1", "2 REGISTER")}, // 0.9
+		{1.0, uac, srv, msg(invite, "c1", "1 INVITE")},
+		{1.1, srv, uac, msg("SIP/2.0 407 Proxy Authentication Required", "c1", "1 INVITE")},
+		{1.2, uac, srv, msg("ACK sip:uas@bench.test SIP/2.0", "c1", "1 ACK")},
+		{1.3, uac, srv, msg(invite, "c1", "2 INVITE")},
+		{1.4, srv, uac, msg("SIP/2.0 100 Trying", "c1", "2 INVITE")},
+		{1.5, srv, uas, msg(invite, "c1", "2 INVITE")},
+		{1.8, uas, srv, msg("SIP/2.0 180 Ringing", "c1", "2 INVITE")},
+		{2.0, srv, uac, msg("SIP/2.0 180 Ringing", "c1", "2 INVITE")}, // 1.0
+		{2.2, srv, uac, msg("SIP/2.0 200 OK", "c1", "2 INVITE")},
+		{3.0, uac, srv, msg(invite, "c2", "1 INVITE")},
+		{3.1, srv, uac, msg("SIP/2.0 100 Trying", "c2", "1 INVITE")},
+		{3.5, srv, uac, msg("SIP/2.0 200 OK", "c2", "1 INVITE")}, // 0.5: no 180
+		{3.6, uac, srv, msg("BYE sip:uas@bench.test SIP/2.0", "c2", "2 BYE")},
+		{3.7, srv, uac, msg("SIP/2.0 200 OK", "c2", "2 BYE")},
+		{4.0, uac, srv, msg(register, "r2", "1 REGISTER")},
+		{4.1, srv, uac, msg("SIP/2.0 500 Server Internal Error", "r2", "1 REGISTER")}, // failed: none
+	})
+	want := []float64{0.9, 1.0, 0.5}
+	if len(times.responses) != len(want) {
+		t.Fatalf("responses = %v, want %v", times.responses, want)
+	}
+	for i, w := range want {
+		if math.Abs(times.responses[i]-w) > 0.0015 {
+			t.Fatalf("responses = %v, want %v", times.responses, want)
+		}
 	}
 }

@@ -39,6 +39,8 @@
 // 500,100; register-auth's defaults to REG's),
 // SIPMESH_BENCH_CAPTURE=0 leaves out the server latency (it needs tcpdump
 // and CAP_NET_RAW; without them it is left out with a note),
+// SIPMESH_BENCH_PCAP=DIR keeps every capture there (tcpdump's pcap files;
+// a directory in memory, such as under /dev/shm, spares the disk),
 // SIPMESH_BENCH_SCENARIOS=register,register-auth,call picks scenarios,
 // SIPMESH_BENCH_ONLY=kamailio leaves sipmesh out.
 package bench

@@ -61,41 +61,51 @@ func median(rs []*Result, key func(*Result) float64) *Result {
 	return rs[len(rs)/2]
 }
 
-// hopMedian is the fixed-rate run of scenario on srv with the median
-// server latency p99, among the captured ones; nil without any.
-func hopMedian(rs []Result, scenario, srv string) *Result {
+// capturedMedian is the captured fixed-rate run of scenario on srv with
+// the median by key; nil without any.
+func capturedMedian(rs []Result, scenario, srv string, key func(*Result) float64) *Result {
 	var runs []*Result
 	for i := range rs {
 		if r := &rs[i]; r.Scenario == scenario && r.Server == srv && r.Kind == "fixed" && r.HopSamples > 0 {
 			runs = append(runs, r)
 		}
 	}
-	return median(runs, func(r *Result) float64 { return r.HopP99ms })
+	return median(runs, key)
 }
 
-// hopTable is the servers' own latency in the captured fixed-rate runs,
-// with sipmesh/Kamailio ratios; empty when none was captured.
+// hopTable is what the captures of the fixed-rate runs measured: the
+// servers' own latency and the response time on the wire, each from the
+// run with its median p99, with sipmesh/Kamailio ratios; empty when
+// nothing was captured.
 func hopTable(rep *Report) string {
+	hopP99 := func(r *Result) float64 { return r.HopP99ms }
+	wireP99 := func(r *Result) float64 { return r.WireP99ms }
 	var b strings.Builder
 	for _, sc := range []string{"register", "register-auth", "call"} {
-		k := hopMedian(rep.Results, sc, "kamailio")
+		kh, kw := capturedMedian(rep.Results, sc, "kamailio", hopP99), capturedMedian(rep.Results, sc, "kamailio", wireP99)
 		for _, srv := range []string{"kamailio", "sipmesh", "sipmesh-3"} {
-			h := hopMedian(rep.Results, sc, srv)
+			h, w := capturedMedian(rep.Results, sc, srv, hopP99), capturedMedian(rep.Results, sc, srv, wireP99)
 			if h == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "%-13s %-10s | %7d %7.2f %7.2f %7.2f %9d %6d\n", sc, srv, h.TargetRate, h.HopP50ms, h.HopP99ms, h.HopMaxMs, h.HopSamples, h.HopDropped)
-			if srv != "kamailio" && k != nil && k.TargetRate == h.TargetRate {
-				fmt.Fprintf(&b, "%-13s %-10s | %7s %7s %7s %7s\n", "", srv[len("sipmesh"):]+" ratio", "", ratio(h.HopP50ms, k.HopP50ms), ratio(h.HopP99ms, k.HopP99ms), ratio(h.HopMaxMs, k.HopMaxMs))
+			fmt.Fprintf(&b, "%-13s %-10s | %7d %7.2f %7.2f %7.2f %9d %6d | %7.2f %7.2f\n", sc, srv, h.TargetRate,
+				h.HopP50ms, h.HopP99ms, h.HopMaxMs, h.HopSamples, h.HopDropped, w.WireP50ms, w.WireP99ms)
+			if srv != "kamailio" && kh != nil && kh.TargetRate == h.TargetRate {
+				fmt.Fprintf(&b, "%-13s %-10s | %7s %7s %7s %7s %9s %6s | %7s %7s\n", "", srv[len("sipmesh"):]+" ratio", "",
+					ratio(h.HopP50ms, kh.HopP50ms), ratio(h.HopP99ms, kh.HopP99ms), ratio(h.HopMaxMs, kh.HopMaxMs), "", "",
+					ratio(w.WireP50ms, kw.WireP50ms), ratio(w.WireP99ms, kw.WireP99ms))
 			}
 		}
 	}
 	if b.Len() == 0 {
 		return ""
 	}
-	head := fmt.Sprintf("\nserver latency in the fixed-rate runs (tcpdump on lo): the time each message a server sent spent inside it,\n"+
-		"from the datagram that caused it (the request, or the response it forwards); the run with the median p99\n"+
-		"%-13s %-10s | %7s %7s %7s %7s %9s %6s\n%s\n", "scenario", "server", "rate/s", "p50 ms", "p99 ms", "max ms", "messages", "lost", strings.Repeat("-", 72))
+	head := fmt.Sprintf("\nfrom tcpdump on lo in the fixed-rate runs: the server's own latency (the time each message it sent spent inside it,\n"+
+		"from the datagram that caused it: the request, or the response it forwards), and the response time on the wire\n"+
+		"(SIPp's RTD span, from the client's first datagram to the one that ends it); each from the run with the median p99\n"+
+		"%-13s %-10s | %7s %23s %9s %6s | %15s\n%-13s %-10s | %7s %7s %7s %7s %9s %6s | %7s %7s\n%s\n",
+		"", "", "", "in the server", "", "", "on the wire",
+		"scenario", "server", "rate/s", "p50 ms", "p99 ms", "max ms", "messages", "lost", "p50 ms", "p99 ms", strings.Repeat("-", 90))
 	return head + b.String()
 }
 
@@ -175,7 +185,8 @@ func table(rep *Report) string {
 	fmt.Fprintln(&b, "fixed = the median (by cpu/1k) of the interleaved fixed-rate runs of each server;")
 	fmt.Fprintln(&b, "max/s = highest ramp step with <1% failed, rate held and p99 < 1 s (! = no step passed: first step shown);")
 	fmt.Fprintln(&b, "top/s = highest ramp step every server passed, run again after the ramp: the median (by cpu/1k) of its interleaved runs;")
-	fmt.Fprintln(&b, "p50/p99 = SIPp RTD from the first request to the final 200 (REGISTER incl. 401 round trip; INVITE incl. 407 round trip and ringing).")
+	fmt.Fprintln(&b, "p50/p99 = SIPp RTD (RFC 6076 section 4): REGISTER to its 200, incl. the 401 round trip; a call's first INVITE to the 180 (200 when first), incl. the 407 round trip;")
+	fmt.Fprintln(&b, "          SIPp's clock moves in 4 ms steps (CLOCK_MONOTONIC_COARSE); the capture's \"on the wire\" p50/p99 below is the same span to the microsecond.")
 	b.WriteString(hopTable(rep))
 	for _, m := range rep.Memory {
 		fmt.Fprintf(&b, "memory %-9s %7d bindings: %6.1f MB -> %6.1f MB (+%.1f MB, %s)\n", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes),

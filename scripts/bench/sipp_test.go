@@ -35,9 +35,14 @@ type scenario struct {
 }
 
 // deriveScenarios writes the benchmark's scenario files: the ones of
-// scripts/sipp with SIPp response-time markers added (RTD 1: from the first
-// request of the scenario to the final 200 of the REGISTER or INVITE), so
-// the load stays what the other tests use.
+// scripts/sipp with SIPp response-time markers added, so the load stays
+// what the other tests use. RTD 1 is RFC 6076's delay (section 4): for
+// REGISTER, from the first request to the 200 (Registration Request
+// Delay, the 401 round trip included); for a call, from the first INVITE
+// to the first provisional response above 100, or to the 200 when none
+// came first (Session Request Delay, the 407 round trip included). Not
+// to the 200 of a call: the callee answers after a pause of its own (the
+// UAS's -d), which is not the server's.
 func deriveScenarios(t testing.TB, dir string) (register, call string) {
 	t.Helper()
 	sippDir := filepath.Join(here(), "..", "sipp")
@@ -59,11 +64,13 @@ func deriveScenarios(t testing.TB, dir string) (register, call string) {
 	}
 	reg = strings.ReplaceAll(reg, `<recv response="200"`, `<recv response="200" rtd="1"`)
 	cl := firstSend(read("uac_auth.xml"))
-	const inv200 = `<recv response="200" rrs="true"/>`
-	if !strings.Contains(cl, inv200) {
-		t.Fatalf("uac_auth.xml changed: no %q", inv200)
+	for _, recv := range []string{`<recv response="180" optional="true"`, `<recv response="200" rrs="true"`} {
+		if strings.Count(cl, recv) != 1 {
+			t.Fatalf("uac_auth.xml changed: not one %q", recv)
+		}
+		// SIPp ends an RTD once: at the 180, or at the 200 without one.
+		cl = strings.Replace(cl, recv, recv+` rtd="1"`, 1)
 	}
-	cl = strings.Replace(cl, inv200, `<recv response="200" rrs="true" rtd="1"/>`, 1)
 	register, call = filepath.Join(dir, "register.xml"), filepath.Join(dir, "call.xml")
 	must(t, os.WriteFile(register, []byte(reg), 0o644))
 	must(t, os.WriteFile(call, []byte(cl), 0o644))
@@ -111,7 +118,12 @@ type Result struct {
 	HopP99ms   float64 `json:"hop_p99_ms,omitempty"`
 	HopMaxMs   float64 `json:"hop_max_ms,omitempty"`
 	HopDropped int     `json:"hop_dropped,omitempty"` // datagrams tcpdump lost
-	captured   bool    // tcpdump ran during the run
+	// From the same capture: the scenario's response time as the client's
+	// socket sees it, between the points of SIPp's (readCapture).
+	WireSamples int     `json:"wire_samples,omitempty"`
+	WireP50ms   float64 `json:"wire_p50_ms,omitempty"`
+	WireP99ms   float64 `json:"wire_p99_ms,omitempty"`
+	captured    bool    // tcpdump ran during the run
 }
 
 type sippRun struct {
@@ -214,7 +226,11 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	var capt *capture
 	if captured {
 		var err error
-		if capt, err = startCapture(srv.targets); err != nil {
+		keep := ""
+		if dir := os.Getenv("SIPMESH_BENCH_PCAP"); dir != "" {
+			keep = filepath.Join(dir, fmt.Sprintf("%s-%s-%s-%d-%d.pcap", srv.name, sc.Name, kind, rate, port))
+		}
+		if capt, err = startCapture(srv.targets, keep); err != nil {
 			t.Logf("%s %s %d/s: no server latency: %v", srv.name, sc.Name, rate, err)
 		}
 	}
@@ -279,16 +295,19 @@ func runLoad(t testing.TB, srv server, sc scenario, kind string, step, rate, sec
 	r.CPUSeconds = srv.cpu() - cpu0
 	if capt != nil {
 		r.captured = true
-		hops, dropped, err := capt.stop()
+		times, dropped, err := capt.stop()
 		if err != nil {
 			t.Logf("%s %s %d/s: server latency: %v", srv.name, sc.Name, rate, err)
 		}
+		hops, wire := times.hops, times.responses
 		sort.Float64s(hops)
 		r.HopSamples, r.HopDropped = len(hops), dropped
 		r.HopP50ms, r.HopP99ms = pct(hops, 50), pct(hops, 99)
 		if len(hops) > 0 {
 			r.HopMaxMs = hops[len(hops)-1]
 		}
+		sort.Float64s(wire)
+		r.WireSamples, r.WireP50ms, r.WireP99ms = len(wire), pct(wire, 50), pct(wire, 99)
 	}
 	r.Failed = r.Attempted - r.OK
 	if r.OK > 0 {

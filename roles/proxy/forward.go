@@ -330,11 +330,14 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			pending--
 			ok2xx = true
 			// Every 2xx goes upstream (§16.7 step 5).
-			p.relay(in, p.mediaResponse(ctx, mc, side, in.req, res))
-			if !answered {
-				answered = true
-				cancelAll()
+			res = p.mediaResponse(ctx, mc, side, in.req, res)
+			if answered {
+				p.relay(in, res)
+				continue
 			}
+			answered = true
+			p.relayAccepted(in, res)
+			cancelAll()
 		default:
 			b.final = true
 			pending--

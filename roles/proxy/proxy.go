@@ -158,9 +158,11 @@ type Config struct {
 	RegisterQueue int
 	// TransactionWait is how long the stateless REGISTER path remembers
 	// an answer to repeat it to a retransmission (the part of Timer J it
-	// stands in for, RFC 3261 §17.2.2). 0: 64×T1, 32 s. sipgo's own
-	// transactions follow its package timers, which the process sets
-	// (cmd/sipmesh) since they are global.
+	// stands in for, RFC 3261 §17.2.2), and how long an INVITE answered
+	// 2xx is remembered to absorb its retransmissions (Timer L, RFC 6026
+	// §8.7; accepted.go). 0: 64×T1, 32 s. sipgo's own transactions follow
+	// its package timers, which the process sets (cmd/sipmesh) since they
+	// are global.
 	TransactionWait time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -193,6 +195,7 @@ type Proxy struct {
 
 	stateless *statelessRegister // nil: no local registrar
 	tagSeed   maphash.Seed       // keys the To tags of stateless 407s (challenge.go)
+	accepted  acceptedInvites
 	stale     *staleRequests
 	// filter is what each message goes through before sipgo parses it:
 	// pike, sipmsg, the stateless REGISTER path.
@@ -233,6 +236,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	}
 	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, statelessPaths{p}))
 	p.tagSeed = maphash.MakeSeed()
+	p.accepted = acceptedInvites{seed: maphash.MakeSeed(), keys: newRecent[struct{}](cmp.Or(cfg.TransactionWait, 64*sip.T1))}
 	p.stale = newStaleRequests(cmp.Or(cfg.QueueDelay, defaultQueueDelay), log)
 	if cfg.Registrar != nil {
 		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), cmp.Or(cfg.TransactionWait, 64*sip.T1))

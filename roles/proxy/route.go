@@ -117,6 +117,10 @@ func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		p.log.Debug("proxy: request rejected", "from", req.Source(), "err", err)
 		return
 	}
+	if p.absorbed(req) {
+		tx.Terminate() // a retransmission after the 2xx (accepted.go)
+		return
+	}
 	in := p.inbound(req, tx)
 	if req.IsAck() {
 		if err := p.forwardAck(in); err != nil {

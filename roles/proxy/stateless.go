@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +77,7 @@ type statelessRegister struct {
 }
 
 func newStatelessRegister(queue int, wait time.Duration) *statelessRegister {
-	return &statelessRegister{q: make(chan registerJob, queue), replies: newReplyCache(wait), seed: maphash.MakeSeed(),
+	return &statelessRegister{q: make(chan registerJob, queue), replies: newRecent[reply](wait), seed: maphash.MakeSeed(),
 		shedLogged: onceEvery{every: time.Second}}
 }
 
@@ -103,7 +102,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 	// not worth it on every REGISTER.
 	if sipmsg.Header(req, "Authorization") != nil {
 		j.cached, j.key, j.sum = true, s.key(src, req), maphash.Bytes(s.seed, data)
-		switch r, seen := s.replies.reserve(j.key, j.sum); {
+		switch r, seen := s.replies.reserve(j.key, reply{sum: j.sum}); {
 		case !seen:
 		case r.sum != j.sum:
 			// Not a retransmission, though its transaction's key is one
@@ -249,48 +248,14 @@ func (p *Proxy) writeUDP(props sip.TransportReadProps, req *sip.Request, b []byt
 	}
 }
 
-// key identifies a request and its retransmissions from one source: the
-// transaction key of RFC 3261 §17.2.3 (branch, sent-by, method), with the
-// Call-ID, From tag and CSeq for clients that do not follow it.
+// key identifies a REGISTER and its retransmissions (requestKey).
 func (s *statelessRegister) key(src string, req *sip.Request) uint64 {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(src)
-	// Piece by piece, each after a separator: joining them first was
-	// four strings allocated per REGISTER.
-	field := func(v string) { h.WriteByte(0); h.WriteString(v) }
-	var num [20]byte
-	if v := req.Via(); v != nil {
-		b, _ := v.Params.Get("branch")
-		field(b)
-		field(v.Host)
-		h.WriteByte(':')
-		h.Write(strconv.AppendInt(num[:0], int64(v.Port), 10))
-	}
-	if c := req.CallID(); c != nil {
-		field(c.Value())
-	}
-	if f := req.From(); f != nil {
-		t, _ := f.Params.Get("tag")
-		field(t)
-	}
-	if c := req.CSeq(); c != nil {
-		h.WriteByte(0)
-		h.Write(strconv.AppendUint(num[:0], uint64(c.SeqNo), 10))
-		h.WriteString(string(c.MethodName))
-	}
-	return h.Sum64()
+	return requestKey(s.seed, src, req)
 }
 
 // replyCache remembers the REGISTERs with credentials of the stateless
-// path for at least span (Timer J): two generations of maps, the older
-// dropped whole, so that nothing is swept one by one.
-type replyCache struct {
-	mu        sync.Mutex
-	span      time.Duration
-	rotated   time.Time
-	cur, prev map[uint64]reply
-}
+// path for at least Timer J.
+type replyCache = recent[reply]
 
 // reply is what a REGISTER got; with neither accepted nor resp, it is
 // still being processed.
@@ -298,51 +263,4 @@ type reply struct {
 	sum      uint64 // hash of the REGISTER's octets
 	accepted bool   // answered 2xx
 	resp     []byte // the response's octets, when not accepted
-}
-
-func newReplyCache(span time.Duration) *replyCache {
-	return &replyCache{span: span, rotated: time.Now(), cur: map[uint64]reply{}, prev: map[uint64]reply{}}
-}
-
-func (c *replyCache) rotate(now time.Time) {
-	age := now.Sub(c.rotated)
-	if age < c.span {
-		return
-	}
-	if age >= 2*c.span { // idle for two spans: both generations are old
-		c.cur = map[uint64]reply{}
-	}
-	c.prev, c.cur, c.rotated = c.cur, make(map[uint64]reply, len(c.cur)), now
-}
-
-// reserve returns what key got and whether key was seen; when it was not,
-// key is marked as being processed for the REGISTER whose octets hash to
-// sum.
-func (c *replyCache) reserve(key, sum uint64) (r reply, seen bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rotate(time.Now())
-	if r, ok := c.cur[key]; ok {
-		return r, true
-	}
-	if r, ok := c.prev[key]; ok {
-		return r, true
-	}
-	c.cur[key] = reply{sum: sum}
-	return reply{}, false
-}
-
-func (c *replyCache) put(key uint64, r reply) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rotate(time.Now())
-	delete(c.prev, key)
-	c.cur[key] = r
-}
-
-func (c *replyCache) forget(key uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.cur, key)
-	delete(c.prev, key)
 }

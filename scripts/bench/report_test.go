@@ -64,13 +64,57 @@ func median(rs []*Result, key func(*Result) float64) *Result {
 // capturedMedian is the captured fixed-rate run of scenario on srv with
 // the median by key; nil without any.
 func capturedMedian(rs []Result, scenario, srv string, key func(*Result) float64) *Result {
+	return kindMedian(rs, "fixed", scenario, srv, func(r *Result) bool { return r.HopSamples > 0 }, key)
+}
+
+// kindMedian is the run of kind of scenario on srv that keep accepts with
+// the median by key; nil without any.
+func kindMedian(rs []Result, kind, scenario, srv string, keep func(*Result) bool, key func(*Result) float64) *Result {
 	var runs []*Result
 	for i := range rs {
-		if r := &rs[i]; r.Scenario == scenario && r.Server == srv && r.Kind == "fixed" && r.HopSamples > 0 {
+		if r := &rs[i]; r.Scenario == scenario && r.Server == srv && r.Kind == kind && keep(r) {
 			runs = append(runs, r)
 		}
 	}
 	return median(runs, key)
+}
+
+// at80Table is each server at 80% of its own maximum (the "at80" runs):
+// the failures of all runs, and the median run by each p99; empty
+// without such runs.
+func at80Table(rep *Report) string {
+	all := func(*Result) bool { return true }
+	captured := func(r *Result) bool { return r.WireSamples > 0 }
+	var b strings.Builder
+	for _, sc := range []string{"register", "register-auth", "call"} {
+		for _, srv := range []string{"kamailio", "sipmesh", "sipmesh-3"} {
+			s := kindMedian(rep.Results, "at80", sc, srv, all, func(r *Result) float64 { return r.P99ms })
+			if s == nil {
+				continue
+			}
+			runs, failed, attempted := 0, 0, 0
+			for _, r := range rep.Results {
+				if r.Kind == "at80" && r.Scenario == sc && r.Server == srv {
+					runs, failed, attempted = runs+1, failed+r.Failed, attempted+r.Attempted
+				}
+			}
+			line := fmt.Sprintf("%-13s %-10s | %7d %4d %9d %7d | %7.2f %7.2f |", sc, srv, s.TargetRate, runs, attempted, failed, s.P50ms, s.P99ms)
+			if w := kindMedian(rep.Results, "at80", sc, srv, captured, func(r *Result) float64 { return r.WireP99ms }); w != nil {
+				h := kindMedian(rep.Results, "at80", sc, srv, captured, func(r *Result) float64 { return r.HopP99ms })
+				line += fmt.Sprintf(" %7.2f %7.2f | %7.2f", w.WireP50ms, w.WireP99ms, h.HopP99ms)
+			}
+			fmt.Fprintln(&b, line)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	head := fmt.Sprintf("\nat 80%% of each server's own max/s (the issue's targets: no failures, p99 under 10 ms); failures summed over the runs,\n"+
+		"each p99 from the run with its median; SIPp RTD, the same span on the wire, and the server's own p99 per message (tcpdump)\n"+
+		"%-13s %-10s | %7s %4s %9s %7s | %15s | %15s | %7s\n%-13s %-10s | %7s %4s %9s %7s | %7s %7s | %7s %7s | %7s\n%s\n",
+		"", "", "", "", "", "", "SIPp", "on the wire", "server",
+		"scenario", "server", "rate/s", "runs", "scenarios", "failed", "p50 ms", "p99 ms", "p50 ms", "p99 ms", "p99 ms", strings.Repeat("-", 100))
+	return head + b.String()
 }
 
 // hopTable is what the captures of the fixed-rate runs measured: the
@@ -188,6 +232,7 @@ func table(rep *Report) string {
 	fmt.Fprintln(&b, "p50/p99 = SIPp RTD (RFC 6076 section 4): REGISTER to its 200, incl. the 401 round trip; a call's first INVITE to the 180 (200 when first), incl. the 407 round trip;")
 	fmt.Fprintln(&b, "          SIPp's clock moves in 4 ms steps (CLOCK_MONOTONIC_COARSE); the capture's \"on the wire\" p50/p99 below is the same span to the microsecond.")
 	b.WriteString(hopTable(rep))
+	b.WriteString(at80Table(rep))
 	for _, m := range rep.Memory {
 		fmt.Fprintf(&b, "memory %-9s %7d bindings: %6.1f MB -> %6.1f MB (+%.1f MB, %s)\n", m.Server, m.Bindings, mb(m.BeforeBytes), mb(m.AfterBytes),
 			mb(m.AfterBytes-m.BeforeBytes), m.Measure)
@@ -389,5 +434,24 @@ func TestBestTop(t *testing.T) {
 	}
 	if top := topStep(rs[:1], "register", servers); top != 0 {
 		t.Fatalf("topStep with a server that ran no step = %d, want 0", top)
+	}
+}
+
+// The 80% table sums the failures of every run at 80% of a server's
+// maximum and shows each p99 from the run with its median.
+func TestAt80Table(t *testing.T) {
+	at80 := func(p99, wire, hop float64, failed int) Result {
+		return Result{Scenario: "call", Server: "sipmesh", Kind: "at80", TargetRate: 1600, Attempted: 12800, Failed: failed,
+			P50ms: 1, P99ms: p99, WireSamples: 12800, WireP50ms: 2, WireP99ms: wire, HopSamples: 51200, HopP99ms: hop}
+	}
+	rep := &Report{Results: []Result{at80(4, 5.5, 1.9, 0), at80(8, 4.3, 1.5, 2), at80(12, 9.1, 7.0, 1),
+		{Scenario: "call", Server: "sipmesh", Kind: "fixed", TargetRate: 500, Failed: 50, P99ms: 99}}}
+	got := at80Table(rep)
+	want := fmt.Sprintf("%-13s %-10s | %7d %4d %9d %7d | %7.2f %7.2f | %7.2f %7.2f | %7.2f\n", "call", "sipmesh", 1600, 3, 38400, 3, 1.0, 8.0, 2.0, 5.5, 1.9)
+	if !strings.Contains(got, want) {
+		t.Fatalf("table:\n%s\nwant the line:\n%s", got, want)
+	}
+	if at80Table(&Report{Results: rep.Results[3:]}) != "" {
+		t.Fatal("a table without runs at 80%")
 	}
 }

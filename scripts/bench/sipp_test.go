@@ -92,7 +92,7 @@ func usersCSV(t testing.TB, path, prefix string, n int) string {
 type Result struct {
 	Scenario     string  `json:"scenario"`
 	Server       string  `json:"server"`
-	Kind         string  `json:"kind"` // warmup | fixed | ramp | ramp-retried | top | memory (report_test.go: best)
+	Kind         string  `json:"kind"` // warmup | fixed | ramp | ramp-retried | top | at80 | memory (report_test.go: best)
 	Step         int     `json:"step,omitempty"`
 	TargetRate   int     `json:"target_rate"`
 	Seconds      int     `json:"seconds"`

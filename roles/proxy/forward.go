@@ -239,13 +239,14 @@ func (p *Proxy) proxy(ctx context.Context, in *inbound, targets []target, fork b
 			t = t.following()
 		}
 	}
-	for _, t := range targets {
-		launch(t)
-	}
 	if mc != nil && in.req.Method == sip.BYE && mc.inDialog(in.req, side) {
 		// Either party ends the call; its media ends now, whatever
-		// becomes of the BYE.
+		// becomes of the BYE, and before the BYE goes on: the callee's
+		// 200 could otherwise reach the caller while it still runs.
 		p.mediaFree(mc, "BYE")
+	}
+	for _, t := range targets {
+		launch(t)
 	}
 	if len(branches) == 0 {
 		if !fork && sipstatus.Of(lastErr).Code == 430 {

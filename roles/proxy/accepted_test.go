@@ -12,16 +12,7 @@ import (
 // forwarded again (a second fork of the call) nor answered, and the 2xx
 // the callee retransmits still reaches the caller (RFC 6026 §8.7).
 func TestAcceptedInviteAbsorbsRetransmissions(t *testing.T) {
-	callee, err := net.ListenPacket("udp", "127.0.44.9:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer callee.Close()
-	caller, err := net.ListenPacket("udp", "127.0.44.6:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	callee, caller := newUA(t, "127.0.44.9").conn, newUA(t, "127.0.44.6").conn
 	p, addr, _ := startProxy(t, Config{
 		Locator: fakeLocator{"bob@example.test": {{URI: "sip:bob@" + callee.LocalAddr().String()}}},
 		Users:   fakeUsers{"bob": true},

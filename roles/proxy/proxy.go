@@ -236,10 +236,11 @@ func New(cfg Config) (p *Proxy, err error) {
 	}
 	p.filter = p.readFilter(p.valid.DatagramFilter(p.reject, statelessPaths{p}))
 	p.tagSeed = maphash.MakeSeed()
-	p.accepted = acceptedInvites{seed: maphash.MakeSeed(), keys: newRecent[struct{}](cmp.Or(cfg.TransactionWait, 64*sip.T1))}
+	wait := cmp.Or(cfg.TransactionWait, 64*sip.T1)
+	p.accepted = acceptedInvites{seed: maphash.MakeSeed(), keys: newRecent[struct{}](wait)}
 	p.stale = newStaleRequests(cmp.Or(cfg.QueueDelay, defaultQueueDelay), log)
 	if cfg.Registrar != nil {
-		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), cmp.Or(cfg.TransactionWait, 64*sip.T1))
+		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), wait)
 	}
 	defer func() {
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipmesh/sipmesh/internal/growstack"
 	"github.com/sipmesh/sipmesh/roles/sipmsg"
 	"github.com/sipmesh/sipmesh/roles/sipstatus"
 )
@@ -104,6 +105,9 @@ func (t target) following() target {
 }
 
 func (p *Proxy) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	// sipgo runs each request in a new goroutine, and the path to the
+	// forwarded datagram is deep: its stack grows once here, not thrice.
+	growstack.Grow()
 	if sip.IsReliable(req.Transport()) {
 		if host, _, err := net.SplitHostPort(req.Source()); err == nil && !p.admit(host) {
 			return // over the per-source limit: dropped (pike)

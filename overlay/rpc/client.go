@@ -200,6 +200,8 @@ func (c *Client) dial(name, addr string) (*grpc.ClientConn, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: c.cfg.ConnectTimeout}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.cfg.Keepalive, Timeout: c.cfg.Keepalive / 2}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.cfg.MaxMsgSize), grpc.MaxCallSendMsgSize(c.cfg.MaxMsgSize)),
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(connWindow),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: dial %s at %s: %w", name, addr, err)

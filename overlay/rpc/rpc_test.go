@@ -296,3 +296,70 @@ func TestRefusalLogsAreLimitedButCounted(t *testing.T) {
 		t.Fatalf("%d refusal log lines for one peer and reason, want 1:\n%s", n, logs)
 	}
 }
+
+// bigService checks that a Put carries bigSize bytes of values, and answers
+// Get with as many of its own.
+type bigService struct {
+	meshpb.UnimplementedStoreServer
+}
+
+const bigSize = 10 << 20 // more than the 4 MiB stream window, less than DefaultMaxMsgSize
+
+func bigEntries() []*meshpb.Entry {
+	var recs []*meshpb.Record
+	for range bigSize / (1 << 20) {
+		recs = append(recs, &meshpb.Record{Value: make([]byte, 1<<20)})
+	}
+	return []*meshpb.Entry{{Key: "k", Records: recs}}
+}
+
+func valueBytes(entries []*meshpb.Entry) int {
+	n := 0
+	for _, e := range entries {
+		for _, r := range e.Records {
+			n += len(r.Value)
+		}
+	}
+	return n
+}
+
+func (bigService) Put(_ context.Context, req *meshpb.PutRequest) (*meshpb.PutResponse, error) {
+	if n := valueBytes(req.Entries); n != bigSize {
+		return nil, fmt.Errorf("received %d bytes, want %d", n, bigSize)
+	}
+	return &meshpb.PutResponse{}, nil
+}
+
+func (bigService) Get(context.Context, *meshpb.GetRequest) (*meshpb.GetResponse, error) {
+	return &meshpb.GetResponse{Entries: bigEntries()}, nil
+}
+
+// The flow-control windows are fixed (server.go): a message larger than
+// a stream's window, as a handoff batch may be, still arrives whole, both
+// ways, again and again.
+func TestMessagesLargerThanTheWindow(t *testing.T) {
+	ca := rpctest.NewCA(t)
+	members := rpctest.NewMembership(0)
+	a := startNode(t, ca, members, "a", nil)
+	startNode(t, ca, members, "b", func(s *rpc.Server) {
+		desc := meshpb.Store_ServiceDesc
+		desc.ServiceName = "test.Big"
+		s.RegisterService(&desc, bigService{})
+	})
+	cc, err := a.client.Conn("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := cc.Invoke(ctx(t), "/test.Big/Put", &meshpb.PutRequest{Entries: bigEntries()}, &meshpb.PutResponse{}); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		var resp meshpb.GetResponse
+		if err := cc.Invoke(ctx(t), "/test.Big/Get", &meshpb.GetRequest{}, &resp); err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		if n := valueBytes(resp.Entries); n != bigSize {
+			t.Fatalf("get %d: a received %d bytes, want %d", i, n, bigSize)
+		}
+	}
+}

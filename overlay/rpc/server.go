@@ -22,6 +22,18 @@ import (
 // (handoff, anti-entropy) batch well below it.
 const DefaultMaxMsgSize = 16 << 20
 
+// Flow-control windows of every node connection, both ways. Setting them
+// turns off gRPC's bandwidth-delay estimator, which otherwise answers
+// received data with a PING and its ACK: two more HTTP/2 frames, TLS
+// records and write system calls on a connection whose RPCs are each a few
+// hundred bytes. The fixed windows still let a stream carry 4 MiB per
+// round trip (80 MiB/s at 50 ms between datacenters) and a connection
+// 16 MiB, far above what replication sends.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+)
+
 // ServerConfig configures a Server.
 type ServerConfig struct {
 	// Material is the node's TLS identity; required.
@@ -98,6 +110,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}),
 		// A handshake that stalls must not hold a goroutine for long.
 		grpc.ConnectionTimeout(10*time.Second),
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
 	)
 	meshpb.RegisterNodeServer(s.grpc, nodeService{name: cfg.Material.Self.Name})
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -112,6 +113,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
+		// Handlers run on long-lived goroutines, whose stacks are grown
+		// already, rather than one new goroutine per RPC; when every
+		// worker is busy gRPC starts one as before.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	)
 	meshpb.RegisterNodeServer(s.grpc, nodeService{name: cfg.Material.Self.Name})
 	return s, nil

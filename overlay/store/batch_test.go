@@ -12,17 +12,17 @@ import (
 	"github.com/sipmesh/sipmesh/overlay/rpc/meshpb"
 )
 
-// Writes that arrive while a Put to the peer is in flight go together in
-// the next one; every entry is sent once, every writer gets the answer to
-// the RPC that carried its entry, and the sender ends with the queue.
-func TestPutBatches(t *testing.T) {
+// Calls that arrive while an RPC to the peer is in flight go together in
+// the next one; every item is sent once, every caller gets the answer to
+// the RPC that carried its item, and the sender ends with the queue.
+func TestBatches(t *testing.T) {
 	var wg sync.WaitGroup
-	b := &putBatches{wg: &wg}
+	b := &batches[*meshpb.Entry, struct{}]{wg: &wg}
 	var rpcs atomic.Int64
 	var mu sync.Mutex
 	sent := map[string]int{}
 	release := make(chan struct{})
-	send := func(_ context.Context, es []*meshpb.Entry) error {
+	send := func(_ context.Context, es []*meshpb.Entry) (struct{}, error) {
 		if rpcs.Add(1) == 1 {
 			<-release // the first RPC is slow: the others queue behind it
 		}
@@ -32,15 +32,16 @@ func TestPutBatches(t *testing.T) {
 			sent[e.GetKey()]++
 		}
 		if len(es) > maxBatchEntries {
-			return fmt.Errorf("a batch of %d entries", len(es))
+			return struct{}{}, fmt.Errorf("a batch of %d entries", len(es))
 		}
-		return nil
+		return struct{}{}, nil
 	}
 	const writers = 600
 	errs := make(chan error, writers)
 	first := make(chan struct{})
 	go func() {
-		errs <- b.put(context.Background(), "n2", &meshpb.Entry{Key: "k0"}, send)
+		_, err := b.do(context.Background(), "n2", &meshpb.Entry{Key: "k0"}, send)
+		errs <- err
 	}()
 	go func() {
 		for rpcs.Load() == 0 {
@@ -54,14 +55,15 @@ func TestPutBatches(t *testing.T) {
 		started.Add(1)
 		go func() {
 			started.Done()
-			errs <- b.put(context.Background(), "n2", &meshpb.Entry{Key: fmt.Sprint("k", i)}, send)
+			_, err := b.do(context.Background(), "n2", &meshpb.Entry{Key: fmt.Sprint("k", i)}, send)
+			errs <- err
 		}()
 	}
 	started.Wait()
 	// Every other writer queues behind the slow first RPC.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		b.mu.Lock()
-		queued := len(b.peers["n2"].entries)
+		queued := len(b.peers["n2"].items)
 		b.mu.Unlock()
 		if queued == writers-1 {
 			break
@@ -92,7 +94,7 @@ func TestPutBatches(t *testing.T) {
 
 	// A failed RPC fails the writes it carried, and only those.
 	boom := errors.New("peer down")
-	err := b.put(context.Background(), "n3", &meshpb.Entry{Key: "x"}, func(context.Context, []*meshpb.Entry) error { return boom })
+	_, err := b.do(context.Background(), "n3", &meshpb.Entry{Key: "x"}, func(context.Context, []*meshpb.Entry) (struct{}, error) { return struct{}{}, boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("put over a failing RPC: %v", err)
 	}
@@ -101,7 +103,7 @@ func TestPutBatches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	stuck := make(chan struct{})
-	err = b.put(ctx, "n4", &meshpb.Entry{Key: "y"}, func(context.Context, []*meshpb.Entry) error { <-stuck; return nil })
+	_, err = b.do(ctx, "n4", &meshpb.Entry{Key: "y"}, func(context.Context, []*meshpb.Entry) (struct{}, error) { <-stuck; return struct{}{}, nil })
 	close(stuck)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled writer: %v", err)

@@ -156,8 +156,9 @@ type Store struct {
 	local *local
 	clock *hlc
 
-	repairs sync.WaitGroup // read repairs and replica writes still running
-	batches putBatches     // replica writes in flight, per peer
+	repairs sync.WaitGroup                       // read repairs and replica writes still running
+	puts    batches[*meshpb.Entry, struct{}]     // replica writes in flight, per peer
+	gets    batches[string, map[string][]Record] // single-key reads in flight, per peer
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -203,7 +204,7 @@ func New(cfg Config, m Membership, peers Dialer) (*Store, error) {
 		stopped: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
-	s.batches.wg = &s.repairs
+	s.puts.wg, s.gets.wg = &s.repairs, &s.repairs
 	events, cancel := m.Subscribe()
 	go s.run(events, cancel)
 	return s, nil
@@ -334,11 +335,12 @@ func (s *Store) write(ctx context.Context, key string, recs []Record, now time.T
 			// must still reach the other holders.
 			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RPCTimeout)
 			defer cancel()
-			results <- reply{node: h, err: s.batches.put(c, h, entry, func(ctx context.Context, entries []*meshpb.Entry) error {
+			_, err := s.puts.do(c, h, entry, func(ctx context.Context, entries []*meshpb.Entry) (struct{}, error) {
 				ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 				defer cancel()
-				return s.putRemote(ctx, h, &meshpb.PutRequest{Role: s.cfg.Role, Entries: entries})
-			})}
+				return struct{}{}, s.putRemote(ctx, h, &meshpb.PutRequest{Role: s.cfg.Role, Entries: entries})
+			})
+			results <- reply{node: h, err: err}
 		}()
 	}
 	acks, answered := 0, 0
@@ -609,6 +611,17 @@ func (s *Store) fetch(ctx context.Context, r *ring.Ring, keys []string, skip fun
 			continue
 		}
 		wg.Go(func() {
+			if len(asked) == 1 {
+				// A single key, as every SIP request reads: with the
+				// other reads under way to node (batch.go).
+				got, err := s.gets.do(ctx, node, asked[0], func(ctx context.Context, keys []string) (map[string][]Record, error) {
+					ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
+					defer cancel()
+					return s.getRemote(ctx, node, keys...)
+				})
+				add(node, asked, got, err)
+				return
+			}
 			for chunk := range slices.Chunk(asked, maxKeysPerGet) {
 				c, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 				got, err := s.getRemote(c, node, chunk...)

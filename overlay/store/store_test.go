@@ -95,6 +95,31 @@ func TestPutGetFromEveryNode(t *testing.T) {
 	}
 }
 
+// Many single-key reads at once from every node, most of them batched
+// with others bound for the same holder (batch.go): each returns its own
+// key's records, and only them.
+func TestConcurrentReadsGetTheirOwnKeys(t *testing.T) {
+	c, _ := fakeCluster(t, 3, nil)
+	keys := keysN(300)
+	c.writeAll(keys)
+	ctx := ctxT(t, time.Minute)
+	for _, n := range c.alive() {
+		err := forEach(keys, 64, func(k string) error {
+			got, err := n.store.Get(ctx, k)
+			if err != nil {
+				return fmt.Errorf("get %s via %s: %w", k, n.name, err)
+			}
+			if len(got) != 1 || string(got[0].Value) != "v:"+k {
+				return fmt.Errorf("get %s via %s = %v, want its own record", k, n.name, values(got))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestRecordsMergeIndividually(t *testing.T) {
 	c, _ := fakeCluster(t, 3, nil)
 	ctx := ctxT(t, 10*time.Second)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/sipmesh/sipmesh/internal/growstack"
 )
 
 // maxBatchEntries bounds one batched RPC: a larger backlog goes in the
@@ -78,6 +80,9 @@ func (b *batches[In, Out]) do(ctx context.Context, node string, item In, send fu
 // drain sends q's queue until it is empty.
 func (b *batches[In, Out]) drain(ctx context.Context, q *batch[In, Out], send func(context.Context, []In) (Out, error)) {
 	defer b.wg.Done()
+	// A new goroutine per burst, whose RPC goes deep into gRPC: its stack
+	// grows once here rather than step by step under the call.
+	growstack.Grow()
 	for {
 		b.mu.Lock()
 		n := min(len(q.items), maxBatchEntries)

@@ -120,7 +120,7 @@ func (p *Proxy) awaitSubscribe(ctx context.Context, req *sip.Request) {
 func (p *Proxy) Send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	out := req.Clone()
 	var t target
-	via, err := p.popOwnRoutes(out, flow{})
+	via, _, err := p.popOwnRoutes(out, flow{})
 	if err != nil {
 		return nil, err
 	}

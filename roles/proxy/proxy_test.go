@@ -131,6 +131,12 @@ func TestProxyAnswers(t *testing.T) {
 		{"loop", loopReq, "482"},
 		{"no Call-ID", strings.Replace(request("OPTIONS", self, "sip:x@elsewhere.test"), "Call-ID:", "X-Call-ID:", 1), "400"},
 		{"CANCEL matching nothing", request("CANCEL", "sip:bob@example.test", "sip:x@elsewhere.test"), "481"},
+		// In a dialog (To tag) to a user of the domain without this
+		// node's Route: not a dialog through here, whether the user has
+		// a binding or not (no location service, no DNS).
+		{"in-dialog without our Route", strings.Replace(request("BYE", "sip:bob@example.test", "sip:x@elsewhere.test"), "To: <sip:bob@example.test>", "To: <sip:bob@example.test>;tag=t1", 1), "481"},
+		{"in-dialog INVITE without our Route", strings.Replace(request("INVITE", "sip:bob@example.test", "sip:x@elsewhere.test"), "To: <sip:bob@example.test>", "To: <sip:bob@example.test>;tag=t1", 1), "481"},
+		{"in-dialog without our Route, no binding", strings.Replace(request("BYE", "sip:carol@example.test", "sip:x@elsewhere.test"), "To: <sip:carol@example.test>", "To: <sip:carol@example.test>;tag=t1", 1), "481"},
 	}
 	for _, c := range cases {
 		res := roundTrip(t, conn, addr, c.msg)

@@ -30,6 +30,7 @@ var (
 	ErrNotRegistered = errors.New("proxy: user has no binding")
 	ErrRelay         = errors.New("proxy: relaying to a foreign domain is not allowed")
 	ErrNoTransaction = errors.New("proxy: no transaction for the CANCEL")
+	ErrNoDialog      = errors.New("proxy: in-dialog request without this mesh's Route")
 	ErrFlowGone      = errors.New("proxy: the flow no longer exists")
 	ErrFlowForged    = errors.New("proxy: flow token not issued by this node")
 	// ErrNoSuchDomain is what a Resolver's error wraps when a domain has
@@ -52,6 +53,9 @@ type inbound struct {
 	// outside a transaction on UDP (else nil): see flowToken.
 	source net.Addr
 	loop   string // loop-detection hash (§16.6 step 8)
+	// routed: the request came with a Route naming this node (§16.4),
+	// as every request in a dialog it record-routed does.
+	routed bool
 	branch string // the branch to send with, when not a random one (indialog.go)
 	// cancelled is closed when the UAC cancels an INVITE (the transaction
 	// layer has answered 200 to the CANCEL and 487 to the INVITE).
@@ -348,10 +352,11 @@ func (p *Proxy) process(ctx context.Context, in *inbound) error {
 // when the Request-URI decides.
 func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 	req := in.req
-	via, err := p.popOwnRoutes(req, in.flow)
+	via, popped, err := p.popOwnRoutes(req, in.flow)
 	if err != nil {
 		return target{}, false, err
 	}
+	in.routed = popped
 	if via != nil {
 		return p.flowTarget(req.Recipient, nil, *via), true, nil
 	}
@@ -362,28 +367,29 @@ func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 	return target{}, false, nil
 }
 
-// popOwnRoutes removes the Route entries naming this node (§16.4) and
-// returns the flow named by the first of them that carries a flow token,
+// popOwnRoutes removes the Route entries naming this node (§16.4), says
+// whether there were any, and returns the flow named by the first of them
+// that carries a flow token,
 // unless that flow is from, the one the request came over (an outgoing
 // request of the UA, RFC 5626 §5.3). A token this node did not issue is
 // refused with 403 (§5.3: it was tampered with).
-func (p *Proxy) popOwnRoutes(req *sip.Request, from flow) (*flow, error) {
-	var via *flow
+func (p *Proxy) popOwnRoutes(req *sip.Request, from flow) (via *flow, popped bool, err error) {
 	for {
 		h := req.Route()
 		if h == nil || !p.isOwn(h.Address) {
-			return via, nil
+			return via, popped, nil
 		}
 		if strings.HasPrefix(h.Address.User, flowPrefix) {
 			f, ok := p.flows.parse(h.Address.User)
 			if !ok {
-				return nil, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrFlowForged, h.Address.String()))
+				return nil, false, sipstatus.Forbidden(fmt.Errorf("%w: %s", ErrFlowForged, h.Address.String()))
 			}
 			if f != from && via == nil {
 				via = &f
 			}
 		}
 		req.RemoveHeader("Route")
+		popped = true
 	}
 }
 
@@ -449,9 +455,23 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 			}
 		}
 		return p.gruu(ctx, in)
-	case ours && !inDialog:
-		if err := p.authorize(ctx, in); err != nil {
-			return err
+	case ours && inDialog && !in.routed && !in.peer:
+		// Every dialog this mesh proxies carries its Route (it
+		// record-routes them all, §16.6 step 4), so a request in a
+		// dialog that came without one is not in a dialog through here:
+		// 481, as Kamailio's default configuration answers 404. Routing
+		// it on the Request-URI would reach the user's devices without
+		// authorization (in-dialog requests are not challenged), and did
+		// send it to the domain's DNS: SIPp's BYE on abort, during an
+		// overload, left every worker waiting on lookups.
+		return sipstatus.New(481, "", ErrNoDialog)
+	case ours:
+		// The location service, in a dialog routed here too: its remote
+		// target is an AOR of the domain, which is this mesh's (§16.5).
+		if !inDialog {
+			if err := p.authorize(ctx, in); err != nil {
+				return err
+			}
 		}
 		return p.locate(ctx, in)
 	case inDialog || in.peer:

@@ -57,12 +57,32 @@ func (s *staleRequests) drop(b []byte, received int64) bool {
 	if waited <= s.max {
 		return false
 	}
+	s.count(now, waited, "the UDP receive queue")
+	return true
+}
+
+// late reports whether a request queued at queued, inside the node, has
+// waited longer than max by now, and counts it as dropped if so. The
+// REGISTER queue of a mesh node (stateless.go) holds seconds of work
+// under overload, as the socket's buffer did: a REGISTER its workers
+// reach after max is dropped, not processed for a client that has sent it
+// again or given up.
+func (s *staleRequests) late(queued time.Time) bool {
+	now := s.now()
+	waited := now.Sub(queued)
+	if waited <= s.max {
+		return false
+	}
+	s.count(now, waited, "the REGISTER queue")
+	return true
+}
+
+func (s *staleRequests) count(now time.Time, waited time.Duration, where string) {
 	n := s.dropped.Add(1)
 	if s.warned.due(now) {
-		s.log.Warn("proxy: overloaded: dropping requests that waited too long in the UDP receive queue; their clients will retransmit",
+		s.log.Warn("proxy: overloaded: dropping requests that waited too long in "+where+"; their clients will retransmit",
 			"waited", waited.Round(time.Millisecond), "limit", s.max, "dropped_total", n)
 	}
-	return true
 }
 
 // opensTransaction reports whether datagram b is a request other than ACK

@@ -61,6 +61,8 @@ type registerJob struct {
 	// alone: the node held the registrar's state by itself when the
 	// REGISTER was taken (asked once: it locks the store's view).
 	alone bool
+	// queued: when it went into the workers' queue (stale.go: late).
+	queued time.Time
 }
 
 // statelessRegister is the state of the stateless path.
@@ -123,6 +125,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 		p.answerRegister(j)
 		return true
 	}
+	j.queued = time.Now()
 	select {
 	case s.q <- j:
 	default:
@@ -175,6 +178,12 @@ func (p *Proxy) registerWorker() {
 		case <-p.ctx.Done():
 			return
 		case j := <-p.stateless.q:
+			if p.stale.late(j.queued) {
+				if j.cached {
+					p.stateless.replies.forget(j.key) // its retransmission is processed
+				}
+				continue
+			}
 			p.answerRegister(j)
 		}
 	}

@@ -220,3 +220,51 @@ func TestStatelessRegisterSheds(t *testing.T) {
 		return nil
 	})
 }
+
+// A REGISTER that waited in the workers' queue longer than QueueDelay is
+// dropped when a worker reaches it, not processed for a client that has
+// retransmitted or given up (stale.go: late), and the drop is logged.
+func TestStatelessRegisterDropsLateOnes(t *testing.T) {
+	reg := &countingRegistrar{release: make(chan struct{})}
+	_, addr, logs := startProxy(t, Config{Registrar: reg, QueueDelay: 50 * time.Millisecond})
+	conn, err := net.ListenPacket("udp", "127.0.44.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dst, _ := net.ResolveUDPAddr("udp", addr)
+	const queued = 5
+	// Every worker holds one; the next ones wait in the queue.
+	for i := range registerWorkers + queued {
+		msg := strings.ReplaceAll(request("REGISTER", "sip:example.test", "sip:alice@example.test"), "LOCAL", conn.LocalAddr().String())
+		msg = strings.Replace(msg, "CSeq: 1 ", "CSeq: "+strconv.Itoa(i+1)+" ", 1)
+		conn.WriteTo([]byte(msg), dst)
+		time.Sleep(time.Millisecond)
+	}
+	retry.Eventually(t, 5*time.Second, func() error {
+		if n := reg.calls.Load(); n != registerWorkers {
+			return errors.New("workers not all busy: " + strconv.FormatInt(n, 10))
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // the queued ones are now late
+	close(reg.release)
+	answered := 0
+	buf := make([]byte, 65535)
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+			answered++
+		}
+	}
+	if answered != registerWorkers || reg.calls.Load() != registerWorkers {
+		t.Fatalf("%d answered, %d processed; want the %d the workers held, and none of the %d late ones", answered, reg.calls.Load(), registerWorkers, queued)
+	}
+	if !strings.Contains(logs.String(), "waited too long in the REGISTER queue") {
+		t.Fatalf("late REGISTERs dropped without a log line:\n%s", logs.String())
+	}
+}

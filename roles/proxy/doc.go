@@ -55,7 +55,8 @@
 // stream requests before they are routed, with one warning per source and
 // minute naming it. A request that waited in a UDP socket's queue longer
 // than Config.QueueDelay is dropped unread for its client to retransmit
-// (stale.go), so that a saturated node serves what is fresh.
+// (stale.go), so that a saturated node serves what is fresh; so is a
+// REGISTER that waited that long in a mesh node's worker queue.
 //
 // Media relay (media.go). With Config.Media set, the node where a caller's
 // INVITE enters the mesh (a request not from a mesh peer) anchors the

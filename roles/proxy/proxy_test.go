@@ -137,6 +137,9 @@ func TestProxyAnswers(t *testing.T) {
 		{"in-dialog without our Route", strings.Replace(request("BYE", "sip:bob@example.test", "sip:x@elsewhere.test"), "To: <sip:bob@example.test>", "To: <sip:bob@example.test>;tag=t1", 1), "481"},
 		{"in-dialog INVITE without our Route", strings.Replace(request("INVITE", "sip:bob@example.test", "sip:x@elsewhere.test"), "To: <sip:bob@example.test>", "To: <sip:bob@example.test>;tag=t1", 1), "481"},
 		{"in-dialog without our Route, no binding", strings.Replace(request("BYE", "sip:carol@example.test", "sip:x@elsewhere.test"), "To: <sip:carol@example.test>", "To: <sip:carol@example.test>;tag=t1", 1), "481"},
+		// With our Route, an AOR of the domain as the remote target: the
+		// location service (404 for an unknown user), not the DNS.
+		{"in-dialog via our Route to an AOR", strings.Replace(request("BYE", "sip:nobody@example.test", "sip:x@elsewhere.test", "Route: <"+self+";lr>\r\n"), "To: <sip:nobody@example.test>", "To: <sip:nobody@example.test>;tag=t1", 1), "404"},
 	}
 	for _, c := range cases {
 		res := roundTrip(t, conn, addr, c.msg)

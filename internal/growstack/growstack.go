@@ -23,8 +23,8 @@ const Size = 12 << 10
 
 // Grow makes the calling goroutine's stack hold at least Size more bytes
 // than its caller uses. Call it first thing in a goroutine whose calls go
-// deep; when the stack is already that big it costs only the zeroing of
-// the frame.
+// deep; when the stack is already that big it costs two calls (the frame
+// is sized, never written).
 //
 //go:noinline
 func Grow() { reserve(false) }

@@ -53,10 +53,10 @@ type inbound struct {
 	// outside a transaction on UDP (else nil): see flowToken.
 	source net.Addr
 	loop   string // loop-detection hash (§16.6 step 8)
-	// routed: the request came with a Route naming this node (§16.4),
+	// ourRoute: the request came with a Route naming this node (§16.4),
 	// as every request in a dialog it record-routed does.
-	routed bool
-	branch string // the branch to send with, when not a random one (indialog.go)
+	ourRoute bool
+	branch   string // the branch to send with, when not a random one (indialog.go)
 	// cancelled is closed when the UAC cancels an INVITE (the transaction
 	// layer has answered 200 to the CANCEL and 487 to the INVITE).
 	cancelled chan struct{}
@@ -356,7 +356,7 @@ func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 	if err != nil {
 		return target{}, false, err
 	}
-	in.routed = popped
+	in.ourRoute = popped
 	if via != nil {
 		return p.flowTarget(req.Recipient, nil, *via), true, nil
 	}
@@ -369,10 +369,9 @@ func (p *Proxy) routeTarget(in *inbound) (t target, routed bool, err error) {
 
 // popOwnRoutes removes the Route entries naming this node (§16.4), says
 // whether there were any, and returns the flow named by the first of them
-// that carries a flow token,
-// unless that flow is from, the one the request came over (an outgoing
-// request of the UA, RFC 5626 §5.3). A token this node did not issue is
-// refused with 403 (§5.3: it was tampered with).
+// that carries a flow token, unless that flow is from, the one the request
+// came over (an outgoing request of the UA, RFC 5626 §5.3). A token this
+// node did not issue is refused with 403 (§5.3: it was tampered with).
 func (p *Proxy) popOwnRoutes(req *sip.Request, from flow) (via *flow, popped bool, err error) {
 	for {
 		h := req.Route()
@@ -455,7 +454,7 @@ func (p *Proxy) requestURI(ctx context.Context, in *inbound) error {
 			}
 		}
 		return p.gruu(ctx, in)
-	case ours && inDialog && !in.routed && !in.peer:
+	case ours && inDialog && !in.ourRoute && !in.peer:
 		// Every dialog this mesh proxies carries its Route (it
 		// record-routes them all, §16.6 step 4), so a request in a
 		// dialog that came without one is not in a dialog through here:

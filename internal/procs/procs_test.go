@@ -89,3 +89,44 @@ func want(got, n int) error {
 	}
 	return nil
 }
+
+// Load that arrives while the process is on one P gets all Ps within a few
+// UpIntervals, not an Interval later.
+func TestRunScalesUpWithinUpInterval(t *testing.T) {
+	var loadFrom atomic.Pointer[time.Time] // the fake process is busy from then on
+	up := make(chan time.Duration, 1)
+	cfg := DefaultConfig()
+	cfg.Max, cfg.Interval, cfg.UpInterval, cfg.DownAfter = 2, 600*time.Millisecond, 5*time.Millisecond, 1
+	cfg.CPU = func() time.Duration {
+		if from := loadFrom.Load(); from != nil {
+			return time.Since(*from) // a whole core
+		}
+		return 0
+	}
+	cfg.SetProcs = func(n int) {
+		switch from := loadFrom.Load(); {
+		case n == 1 && from == nil:
+			// Down after an idle Interval: the load starts at once, so
+			// that a sample every Interval would see it only 600 ms on.
+			now := time.Now()
+			loadFrom.Store(&now)
+		case n == 2 && from != nil:
+			select {
+			case up <- time.Since(*from):
+			default:
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Run(ctx, cfg)
+	select {
+	case took := <-up:
+		if took > cfg.Interval/2 {
+			t.Fatalf("all Ps back %v after the load came, want well under the Interval %v", took, cfg.Interval)
+		}
+		t.Logf("all Ps back %v after the load came", took)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the load never brought the Ps back")
+	}
+}

@@ -52,14 +52,27 @@ type Node struct {
 	metrics    *http.Server
 	metricLn   net.Listener
 
-	stopSIP  func()
-	stopOnce sync.Once
-	stopCRL  chan struct{}
+	stopSIP   func()
+	stopOnce  sync.Once
+	queueWait func(time.Duration) // WithQueueWait
+	stopCRL   chan struct{}
+}
+
+// Option adjusts a Node that New makes, for what its configuration file
+// does not hold.
+type Option func(*Node)
+
+// WithQueueWait has the SIP edge tell f how long each request that opens a
+// transaction waited in its UDP socket (proxy.Config.QueueWait): `sipmesh
+// run` gives its GOMAXPROCS governor's Behind, which belongs to the process,
+// not to a node (tests run several in one).
+func WithQueueWait(f func(time.Duration)) Option {
+	return func(n *Node) { n.queueWait = f }
 }
 
 // New loads the node's certificate material and binds its listeners. Errors
 // name what is wrong and what to do.
-func New(cfg *Config, log *slog.Logger) (*Node, error) {
+func New(cfg *Config, log *slog.Logger, opts ...Option) (*Node, error) {
 	mat, err := certs.Load(cfg.Path(cfg.TLS.CA), cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key), cfg.Path(cfg.TLS.CRL))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -72,6 +85,9 @@ func New(cfg *Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log.With("node", mat.Self.Name), mat: mat, roles: roles, reg: prometheus.NewRegistry(), stopCRL: make(chan struct{})}
+	for _, o := range opts {
+		o(n)
+	}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.listen(); err != nil {
 		n.closeListeners()

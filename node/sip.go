@@ -147,6 +147,7 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		FlowTimer:    time.Duration(n.cfg.SIP.FlowTimer) * time.Second,
 
 		TransactionWait: time.Duration(n.cfg.SIP.TransactionWait) * time.Second,
+		QueueWait:       n.queueWait,
 	}
 	if known != nil {
 		pc.Users = known

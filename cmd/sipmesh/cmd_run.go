@@ -40,16 +40,22 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 	// both. Zero lets them go.
 	sip.Timer_L, sip.Timer_M = 0, 0
 	log := node.NewLogger(os.Stderr, cfg.Log)
-	n, err := node.New(cfg, log)
+	var opts []node.Option
+	var governor *procs.Governor
+	if os.Getenv("SIPMESH_ADAPTIVE_PROCS") != "0" {
+		pc := procs.DefaultConfig()
+		pc.Logger = log
+		governor = procs.New(pc)
+		opts = append(opts, node.WithQueueWait(governor.Behind))
+	}
+	n, err := node.New(cfg, log, opts...)
 	if err != nil {
 		return err
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	if os.Getenv("SIPMESH_ADAPTIVE_PROCS") != "0" {
-		pc := procs.DefaultConfig()
-		pc.Logger = log
-		go procs.Run(ctx, pc)
+	if governor != nil {
+		go governor.Run(ctx)
 	}
 	// GOGC or GOMEMLIMIT in the environment: the operator paces the
 	// collector, as for any Go program.

@@ -56,7 +56,7 @@ func TestRun(t *testing.T) {
 	cfg.SetProcs = func(n int) { mu.Lock(); set = append(set, n); mu.Unlock() }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { Run(ctx, cfg); close(done) }()
+	go func() { New(cfg).Run(ctx); close(done) }()
 
 	// Idle: the clock does not move, so one P.
 	retry.Eventually(t, 2*time.Second, func() error { return want(last(), 1) })
@@ -90,43 +90,39 @@ func want(got, n int) error {
 	return nil
 }
 
-// Load that arrives while the process is on one P gets all Ps within a few
-// UpIntervals, not an Interval later.
-func TestRunScalesUpWithinUpInterval(t *testing.T) {
-	var loadFrom atomic.Pointer[time.Time] // the fake process is busy from then on
-	up := make(chan time.Duration, 1)
+// Behind on one P brings all Ps back at once, when the wait is long enough;
+// the samples then take them down again as before.
+func TestBehind(t *testing.T) {
+	var mu sync.Mutex
+	procs := 0
+	get := func() int { mu.Lock(); defer mu.Unlock(); return procs }
 	cfg := DefaultConfig()
-	cfg.Max, cfg.Interval, cfg.UpInterval, cfg.DownAfter = 2, 600*time.Millisecond, 5*time.Millisecond, 1
-	cfg.CPU = func() time.Duration {
-		if from := loadFrom.Load(); from != nil {
-			return time.Since(*from) // a whole core
-		}
-		return 0
-	}
-	cfg.SetProcs = func(n int) {
-		switch from := loadFrom.Load(); {
-		case n == 1 && from == nil:
-			// Down after an idle Interval: the load starts at once, so
-			// that a sample every Interval would see it only 600 ms on.
-			now := time.Now()
-			loadFrom.Store(&now)
-		case n == 2 && from != nil:
-			select {
-			case up <- time.Since(*from):
-			default:
-			}
-		}
-	}
+	// DownAfter: 100 ms idle before one P, far longer than between Behind
+	// and the check after it.
+	cfg.Max, cfg.Interval, cfg.DownAfter = 2, 5*time.Millisecond, 20
+	cfg.CPU = func() time.Duration { return 0 } // idle
+	cfg.SetProcs = func(n int) { mu.Lock(); procs = n; mu.Unlock() }
+	g := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Run(ctx, cfg)
-	select {
-	case took := <-up:
-		if took > cfg.Interval/2 {
-			t.Fatalf("all Ps back %v after the load came, want well under the Interval %v", took, cfg.Interval)
+	done := make(chan struct{})
+	go func() { g.Run(ctx); close(done) }()
+	for range 3 {
+		retry.Eventually(t, 2*time.Second, func() error { return want(get(), 1) })
+		g.Behind(cfg.BehindAfter - time.Microsecond)
+		if got := get(); got != 1 {
+			t.Fatalf("a wait under BehindAfter set %d Ps, want 1", got)
 		}
-		t.Logf("all Ps back %v after the load came", took)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the load never brought the Ps back")
+		g.Behind(cfg.BehindAfter)
+		// Not eventually: Behind sets them before it returns. (The idle
+		// samples may have taken them down again since, but not within
+		// DownAfter intervals.)
+		if got := get(); got != 2 {
+			t.Fatalf("a wait of BehindAfter on one P left %d Ps, want 2", got)
+		}
+	}
+	cancel()
+	<-done
+	if got := get(); got != 2 {
+		t.Fatalf("after Run returned GOMAXPROCS was left at %d, want Max 2", got)
 	}
 }

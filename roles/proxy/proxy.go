@@ -153,6 +153,12 @@ type Config struct {
 	// receive queue: one that waited longer is dropped unread, for its
 	// client to retransmit (stale.go). 0: 250 ms.
 	QueueDelay time.Duration
+	// QueueWait, when set, is told how long each request that opens a
+	// transaction waited in its UDP socket's receive queue (the kernel's
+	// arrival stamp to the read): the process's governor of GOMAXPROCS
+	// takes a wait as the sign that one P is not enough (internal/procs).
+	// It runs in the reading goroutine and must be quick.
+	QueueWait func(time.Duration)
 	// RegisterQueue bounds the REGISTERs waiting for the stateless path's
 	// workers (see stateless.go); beyond it they get 503. 0: 4096.
 	RegisterQueue int
@@ -239,6 +245,7 @@ func New(cfg Config) (p *Proxy, err error) {
 	wait := cmp.Or(cfg.TransactionWait, 64*sip.T1)
 	p.accepted = acceptedInvites{seed: maphash.MakeSeed(), keys: newRecent[struct{}](wait)}
 	p.stale = newStaleRequests(cmp.Or(cfg.QueueDelay, defaultQueueDelay), log)
+	p.stale.waited = cfg.QueueWait
 	if cfg.Registrar != nil {
 		p.stateless = newStatelessRegister(cmp.Or(cfg.RegisterQueue, defaultRegisterQueue), wait)
 	}

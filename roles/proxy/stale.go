@@ -37,6 +37,7 @@ const defaultQueueDelay = 250 * time.Millisecond
 type staleRequests struct {
 	max     time.Duration
 	now     func() time.Time
+	waited  func(time.Duration) // Config.QueueWait; nil: none
 	log     *slog.Logger
 	dropped atomic.Uint64
 	warned  onceEvery
@@ -54,6 +55,9 @@ func (s *staleRequests) drop(b []byte, received int64) bool {
 	}
 	now := s.now()
 	waited := time.Duration(now.UnixNano() - received)
+	if s.waited != nil {
+		s.waited(waited)
+	}
 	if waited <= s.max {
 		return false
 	}

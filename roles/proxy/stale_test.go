@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 // TestStaleRequestsDropped queues datagrams on a real socket, then reads
 // them as if they had waited 10 s: the requests that open a transaction
 // are gone, and responses, ACK, CANCEL and keep-alives come through in
-// order; a request that did not wait is read.
+// order; a request that did not wait is read. Each request's wait goes to
+// Config.QueueWait's hook.
 func TestStaleRequestsDropped(t *testing.T) {
 	lc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -24,6 +26,8 @@ func TestStaleRequestsDropped(t *testing.T) {
 	stale := newStaleRequests(time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	var skew atomic.Int64
 	stale.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	var waits []time.Duration // the reads are this goroutine's
+	stale.waited = func(d time.Duration) { waits = append(waits, d) }
 	conn := newRawUDPConn(lc, stale)
 	defer conn.Close()
 	src, err := net.Dial("udp4", conn.LocalAddr().String())
@@ -73,6 +77,9 @@ func TestStaleRequestsDropped(t *testing.T) {
 	if n := stale.dropped.Load(); n != 3 {
 		t.Fatalf("%d dropped, want 3", n)
 	}
+	if len(waits) != 3 || slices.ContainsFunc(waits, func(d time.Duration) bool { return d < 10*time.Second }) {
+		t.Fatalf("waits reported %v, want the 3 requests' 10 s and more", waits)
+	}
 	if !bytes.Contains(logs.Bytes(), []byte("overloaded")) {
 		t.Fatalf("no warning logged: %q", logs.String())
 	}
@@ -82,6 +89,9 @@ func TestStaleRequestsDropped(t *testing.T) {
 	src.Write([]byte(fresh))
 	if got, err := read(5 * time.Second); err != nil || got != fresh {
 		t.Fatalf("a request that did not wait: read %q, %v", got, err)
+	}
+	if len(waits) != 4 || waits[3] > time.Second {
+		t.Fatalf("waits reported %v, want a fourth under a second", waits)
 	}
 }
 

@@ -108,7 +108,7 @@ func (g *Governor) Run(ctx context.Context) {
 			last, lastCPU = now, cpu
 			g.mu.Lock()
 			if n, changed := g.d.observe(cores); changed {
-				g.set(n, "cores used", cores)
+				g.set(n, "cores_used", cores)
 			}
 			g.mu.Unlock()
 		}
@@ -134,7 +134,7 @@ func (g *Governor) Behind(waited time.Duration) {
 	defer g.mu.Unlock()
 	if g.d.procs != g.cfg.Max {
 		g.d.procs, g.d.low = g.cfg.Max, 0
-		g.set(g.cfg.Max, "waited ms", float64(waited.Microseconds())/1000)
+		g.set(g.cfg.Max, "waited_ms", float64(waited.Microseconds())/1000)
 	}
 }
 

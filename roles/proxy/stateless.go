@@ -125,7 +125,7 @@ func (p *Proxy) takeRegister(props sip.TransportReadProps, data []byte, msg sip.
 		p.answerRegister(j)
 		return true
 	}
-	j.queued = time.Now()
+	j.queued = p.stale.now() // the clock late reads
 	select {
 	case s.q <- j:
 	default:

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"net"
 	"net/netip"
 	"runtime"
@@ -38,9 +37,6 @@ type rawUDPConn struct {
 	ops   sync.Pool
 	out   *udpSender               // when not nil, sends the datagrams (udpsend.go)
 	peer  atomic.Pointer[peerAddr] // the last datagram's source
-	// handedOff: the last datagram read goes to a goroutine of its own
-	// (see ReadFrom).
-	handedOff atomic.Bool
 }
 
 var _ net.PacketConn = (*rawUDPConn)(nil)
@@ -151,21 +147,22 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if len(b) == 0 {
 		return c.UDPConn.ReadFrom(b)
 	}
-	// sipgo hands every datagram it reads to a new goroutine, which
-	// waits on this P while the reader goes on reading: after the node
-	// was descheduled (two vCPUs shared with SIPp), the reader drained
-	// the backlog of its socket before any of those goroutines ran, and
-	// each message waited for all that came after it. Yielding first lets
-	// the last one run: first come, first served. At 1,600 calls/s the
-	// p99 time a message spent in the node (bench: server hop) went from
-	// 3.4-10.6 ms to 2.1-6.2 ms, its maximum from 10-52 ms to 6-18 ms.
-	// A REGISTER takes the stateless path (stateless.go), which a node
-	// alone answers in the reading goroutine: nothing to yield to. (In a
-	// mesh a register worker answers it; the reader does not yield to
-	// that one.)
-	if c.handedOff.Load() {
-		runtime.Gosched()
-	}
+	// Yield before every read. sipgo hands each datagram it reads to a
+	// new goroutine, which waits on this P while the reader goes on
+	// reading: after the node was descheduled (two vCPUs shared with
+	// SIPp), the reader drained the backlog of its socket before any of
+	// those goroutines ran, and each message waited for all that came
+	// after it. At 1,600 calls/s yielding took the p99 time a message
+	// spent in the node (bench: server hop) from 3.4-10.6 ms to 2.1-6.2
+	// ms. The same holds between readers: a REGISTER that a node alone
+	// answers in the reading goroutine (stateless.go) gave the others
+	// nothing to run on, and with a backlog in every socket, four readers
+	// on two Ps took turns only at the runtime's 10 ms preemption, so a
+	// datagram in the other sockets waited 10-30 ms (runtime trace:
+	// REGISTER-auth at 16,000/s). The yields cost no CPU that the bench
+	// could see: REGISTER at 16,000/s, 8.91 CPU-s over three runs against
+	// Kamailio's 8.88.
+	runtime.Gosched()
 	o := c.op(b)
 	var err error
 	for {
@@ -185,7 +182,6 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if err != nil {
 		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
 	}
-	c.handedOff.Store(!bytes.HasPrefix(b[:n], []byte("REGISTER ")))
 	return n, from, nil
 }
 

@@ -13,13 +13,15 @@ import (
 )
 
 func TestPercent(t *testing.T) {
-	cfg := Config{Budget: 128 << 20, MinPercent: 200, MaxPercent: 1000}
+	cfg := Config{Budget: 128 << 20, MinPercent: 200}
 	for _, tc := range []struct {
 		live uint64
 		want int
 	}{
-		{0, 1000},         // nothing marked yet
-		{1 << 20, 1000},   // a budget of 128 times the live heap is capped
+		{0, 3100},         // nothing marked yet: the runtime's floor, 4 MiB x 32
+		{1 << 20, 3100},   // under the floor: counted as the floor
+		{4 << 20, 3100},   // the floor
+		{5 << 20, 2460},   // goal 25.6 x 5 MiB
 		{16 << 20, 700},   // goal 8 x 16 MiB = the budget
 		{32 << 20, 300},   // goal 4 x 32 MiB
 		{64 << 20, 200},   // half the budget: the minimum
@@ -27,7 +29,7 @@ func TestPercent(t *testing.T) {
 		{4 << 30, 200},    // far beyond
 		{12 << 20, 966},   // not a divisor: rounded down, under the budget
 		{130 << 20, 200},  // over the budget
-		{1<<20 + 1, 1000}, // just over the cap's threshold
+		{4<<20 + 1, 3099}, // just over the floor
 	} {
 		if got := cfg.Percent(tc.live); got != tc.want {
 			t.Errorf("Percent(%d MiB): %d, want %d", tc.live>>20, got, tc.want)
@@ -35,9 +37,8 @@ func TestPercent(t *testing.T) {
 	}
 }
 
-// Run sets GOGC at once, again after a collection that changed the live
-// heap by more than a tenth, not after one that did not, and leaves
-// MinPercent when it stops.
+// Run sets GOGC at once, again after a collection that changed it, not
+// after one that did not, and leaves MinPercent when it stops.
 func TestRun(t *testing.T) {
 	var live atomic.Uint64
 	live.Store(16 << 20)
@@ -64,7 +65,7 @@ func TestRun(t *testing.T) {
 	collect("[700]")
 	live.Store(64 << 20)
 	collect("[700 200]")
-	live.Store(66 << 20) // 193%: within a tenth of 200, and the minimum anyway
+	live.Store(66 << 20) // 193%: the minimum, unchanged
 	for range 3 {
 		runtime.GC()
 	}

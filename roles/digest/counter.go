@@ -127,16 +127,16 @@ func (c *MemoryCounter) Advance(_ context.Context, nonce string, nc uint64, expi
 	if exp <= c.floor.Load() {
 		return false, ErrNonceForgotten
 	}
-	switch n := c.count.Load(); {
+	switch n, early := c.count.Load(), c.max-c.max/16; {
 	case n >= c.max:
 		c.makeRoom(now, c.max)
 		if exp <= c.floor.Load() {
 			return false, ErrNonceForgotten
 		}
-	case n >= c.max-c.max/16 && c.making.CompareAndSwap(false, true):
+	case n >= early && c.making.CompareAndSwap(false, true):
 		go func() {
 			defer c.making.Store(false)
-			c.makeRoom(now, c.max-c.max/16)
+			c.makeRoom(now, early)
 		}()
 	}
 	for n := c.newest.Load(); exp > n && !c.newest.CompareAndSwap(n, exp); n = c.newest.Load() {
@@ -181,7 +181,7 @@ func (c *MemoryCounter) sweep(sh *counterShard, now time.Time) {
 
 // makeRoom, when the counter holds at least full nonces, sweeps every
 // shard and, if that leaves it more than seven eighths full, raises the
-// floor to forget the eighth of the nonces that expire first.
+// floor to forget the nonces that expire first, an eighth of the room.
 func (c *MemoryCounter) makeRoom(now time.Time, full int64) {
 	c.room.Lock()
 	defer c.room.Unlock()
@@ -206,7 +206,9 @@ func (c *MemoryCounter) makeRoom(now time.Time, full int64) {
 		}
 		sh.mu.Unlock()
 	}
-	want, seen := c.count.Load()/8, int64(0)
+	// An eighth of the room, not of the nonces held: the same nonces
+	// are forgotten whether room is made early or when full.
+	want, seen := c.max/8, int64(0)
 	floor := hi
 	for b, n := range hist {
 		if seen += n; seen >= want {

@@ -21,8 +21,10 @@
 // step that every server passed is run again (the "top" runs),
 // interleaved, so that the CPU at the top is a median like the fixed
 // rate's. Then each server runs at 80% of its own maximum, where the
-// issue's targets are (no failures, p99 under 10 ms), interleaved and
-// captured (the "at80" runs, a table of their own). It prints a table
+// issue's targets are (no failures, p99 under 10 ms), interleaved, then
+// once more each with the capture (the "at80" runs, a table of their own:
+// SIPp's p99 from the runs without tcpdump, whose share of the two CPUs
+// shows in it). It prints a table
 // with sipmesh/Kamailio ratios and writes bench.json and bench.png
 // (achieved rate vs p99) to results/bench.
 //

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sipmesh/sipmesh/certs"
+	"github.com/sipmesh/sipmesh/roles/digest"
 	"github.com/sipmesh/sipmesh/roles/relay"
 )
 
@@ -105,6 +107,13 @@ type SIPSection struct {
 	// wait), at the price of retransmissions that arrive later than it
 	// being processed afresh. Process-wide: `sipmesh run` applies it.
 	TransactionWait int `json:"transaction_wait,omitempty"`
+	// DigestAlgorithms are the digest algorithms challenges offer, one
+	// WWW-Authenticate or Proxy-Authenticate each, in order of preference
+	// (RFC 8760 §2.4): "MD5", "SHA-256". Empty: MD5 then SHA-256 (node/sip.go
+	// says why MD5 first). A client answers one; offering one algorithm
+	// spares every client parsing a second challenge, as Kamailio's
+	// default (MD5 alone) does. Read case-insensitively, kept canonical.
+	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
 }
 
 // RelaySection is the "relay" key: the RTP relay role (ports, timeouts,
@@ -302,6 +311,16 @@ func (c *Config) defaultsAndValidate() error {
 	}
 	if c.SIP.TransactionWait < 0 || c.SIP.TransactionWait > 32 {
 		return fmt.Errorf("key \"sip.transaction_wait\": %d must be between 1 and 32 seconds (0: the RFC's 32 s)", c.SIP.TransactionWait)
+	}
+	for i, a := range c.SIP.DigestAlgorithms {
+		alg, err := digest.ParseAlgorithm(a)
+		if err != nil || a == "" {
+			return fmt.Errorf("key \"sip.digest_algorithms[%d]\": %q is not %s or %s", i, a, digest.MD5, digest.SHA256)
+		}
+		if slices.Contains(c.SIP.DigestAlgorithms[:i], string(alg)) {
+			return fmt.Errorf("key \"sip.digest_algorithms[%d]\": %s is listed twice", i, alg)
+		}
+		c.SIP.DigestAlgorithms[i] = string(alg)
 	}
 	if c.Relay.Ports != "" {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {

@@ -1,11 +1,13 @@
 package node
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
 
-// The SIP keys of issue #4: sip.relay_foreign and sip.flow_timer are read,
+// The SIP keys (issue #4's sip.relay_foreign and sip.flow_timer,
+// sip.transaction_wait, sip.digest_algorithms) are read,
 // and bad values stop the node with a message naming the key.
 func TestSIPConfigKeys(t *testing.T) {
 	base := "node: {address: 127.0.0.11}\ntls: {ca: ca.crt, cert: n1.crt, key: n1.key}\n"
@@ -24,6 +26,11 @@ func TestSIPConfigKeys(t *testing.T) {
 		{`sip: {transaction_wait: 5}`, "", func(c *Config) bool { return c.SIP.TransactionWait == 5 }},
 		{`sip: {transaction_wait: -1}`, `key "sip.transaction_wait"`, nil},
 		{`sip: {transaction_wait: 33}`, `key "sip.transaction_wait"`, nil},
+		{`sip: {digest_algorithms: [md5]}`, "", func(c *Config) bool { return slices.Equal(c.SIP.DigestAlgorithms, []string{"MD5"}) }},
+		{`sip: {digest_algorithms: [sha-256, MD5]}`, "", func(c *Config) bool { return slices.Equal(c.SIP.DigestAlgorithms, []string{"SHA-256", "MD5"}) }},
+		{`sip: {digest_algorithms: [MD5, SHA-512]}`, `key "sip.digest_algorithms[1]"`, nil},
+		{`sip: {digest_algorithms: [""]}`, `key "sip.digest_algorithms[0]"`, nil},
+		{`sip: {digest_algorithms: [MD5, md5]}`, `key "sip.digest_algorithms[1]"`, nil},
 	}
 	for _, c := range cases {
 		cfg, err := ParseConfig([]byte(base+c.sip), t.TempDir())

@@ -3,6 +3,10 @@ package main
 import (
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +84,73 @@ func TestTransactionWait(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if late := ask(); late == first {
 		t.Fatalf("retransmission 2.3 s later still absorbed (To tag %q): transaction_wait 1 not applied", late)
+	}
+}
+
+// sip.digest_algorithms sets the challenges a 401 offers, one
+// WWW-Authenticate each in the order given (RFC 8760 §2.4); without it,
+// MD5 then SHA-256.
+func TestDigestAlgorithms(t *testing.T) {
+	c := proctest.NewCluster(t, "example.test", "127.0.37.")
+	users := "users:\n  - {user: alice, domain: example.test, password: alice-pw}\n"
+	if err := os.WriteFile(filepath.Join(c.Dir, "users.yaml"), []byte(users), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.37.200:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct {
+		name, key string
+		want      []string // the algorithms offered, in order
+	}{
+		{"n1", "", []string{"MD5", "SHA-256"}},
+		{"n2", ", digest_algorithms: [sha-256]", []string{"SHA-256"}},
+	} {
+		ip := c.NextIP()
+		c.IssueNode(tc.name, certs.IssueRequest{})
+		c.Start(tc.name, ip, c.WriteConfig(tc.name, ip, proctest.DefaultConfig(tc.name, nil,
+			`sip: {listen: ["udp://%IP%:5060"], users: users.yaml`+tc.key+`}`)))
+		dst := &net.UDPAddr{IP: net.ParseIP(ip), Port: 5060}
+		var got []string
+		proctest.Eventually(t, 10*time.Second, tc.name+" challenges a REGISTER", func() error {
+			local := conn.LocalAddr().String()
+			callID := "alg-" + tc.name
+			msg := "REGISTER sip:example.test SIP/2.0\r\n" +
+				"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + callID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ";rport\r\n" +
+				"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=1\r\nTo: <sip:alice@example.test>\r\n" +
+				"Call-ID: " + callID + "\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@" + local + ">\r\nContent-Length: 0\r\n\r\n"
+			if _, err := conn.WriteTo([]byte(msg), dst); err != nil {
+				return err
+			}
+			buf := make([]byte, 65535)
+			conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			for {
+				n, _, err := conn.ReadFrom(buf)
+				if err != nil {
+					return err
+				}
+				res := string(buf[:n])
+				if !strings.Contains(res, "\r\nCall-ID: "+callID+"\r\n") || strings.HasPrefix(res, "SIP/2.0 1") {
+					continue
+				}
+				if !strings.HasPrefix(res, "SIP/2.0 401 ") {
+					return errors.New("not a 401:\n" + res)
+				}
+				got = nil
+				for _, l := range strings.Split(res, "\r\n") {
+					if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "WWW-Authenticate") {
+						_, alg, _ := strings.Cut(v, "algorithm=")
+						alg, _, _ = strings.Cut(alg, ",")
+						got = append(got, strings.TrimSpace(alg))
+					}
+				}
+				return nil
+			}
+		})
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s%s: challenges offer %q, want %q", tc.name, tc.key, got, tc.want)
+		}
 	}
 }

@@ -113,7 +113,7 @@ type SIPSection struct {
 	// says why MD5 first). A client answers one; offering one algorithm
 	// spares every client parsing a second challenge, as Kamailio's
 	// default (MD5 alone) does. Read case-insensitively, kept canonical.
-	DigestAlgorithms []string `json:"digest_algorithms,omitempty"`
+	DigestAlgorithms []digest.Algorithm `json:"digest_algorithms,omitempty"`
 }
 
 // RelaySection is the "relay" key: the RTP relay role (ports, timeouts,
@@ -313,14 +313,14 @@ func (c *Config) defaultsAndValidate() error {
 		return fmt.Errorf("key \"sip.transaction_wait\": %d must be between 1 and 32 seconds (0: the RFC's 32 s)", c.SIP.TransactionWait)
 	}
 	for i, a := range c.SIP.DigestAlgorithms {
-		alg, err := digest.ParseAlgorithm(a)
+		alg, err := digest.ParseAlgorithm(string(a))
 		if err != nil || a == "" {
 			return fmt.Errorf("key \"sip.digest_algorithms[%d]\": %q is not %s or %s", i, a, digest.MD5, digest.SHA256)
 		}
-		if slices.Contains(c.SIP.DigestAlgorithms[:i], string(alg)) {
+		if slices.Contains(c.SIP.DigestAlgorithms[:i], alg) {
 			return fmt.Errorf("key \"sip.digest_algorithms[%d]\": %s is listed twice", i, alg)
 		}
-		c.SIP.DigestAlgorithms[i] = string(alg)
+		c.SIP.DigestAlgorithms[i] = alg
 	}
 	if c.Relay.Ports != "" {
 		if _, _, err := ParsePortRange(c.Relay.Ports); err != nil {

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sipmesh/sipmesh/roles/digest"
 )
 
 // The SIP keys (issue #4's sip.relay_foreign and sip.flow_timer,
@@ -26,8 +28,10 @@ func TestSIPConfigKeys(t *testing.T) {
 		{`sip: {transaction_wait: 5}`, "", func(c *Config) bool { return c.SIP.TransactionWait == 5 }},
 		{`sip: {transaction_wait: -1}`, `key "sip.transaction_wait"`, nil},
 		{`sip: {transaction_wait: 33}`, `key "sip.transaction_wait"`, nil},
-		{`sip: {digest_algorithms: [md5]}`, "", func(c *Config) bool { return slices.Equal(c.SIP.DigestAlgorithms, []string{"MD5"}) }},
-		{`sip: {digest_algorithms: [sha-256, MD5]}`, "", func(c *Config) bool { return slices.Equal(c.SIP.DigestAlgorithms, []string{"SHA-256", "MD5"}) }},
+		{`sip: {digest_algorithms: [md5]}`, "", func(c *Config) bool { return slices.Equal(c.SIP.DigestAlgorithms, []digest.Algorithm{digest.MD5}) }},
+		{`sip: {digest_algorithms: [sha-256, MD5]}`, "", func(c *Config) bool {
+			return slices.Equal(c.SIP.DigestAlgorithms, []digest.Algorithm{digest.SHA256, digest.MD5})
+		}},
 		{`sip: {digest_algorithms: [MD5, SHA-512]}`, `key "sip.digest_algorithms[1]"`, nil},
 		{`sip: {digest_algorithms: [""]}`, `key "sip.digest_algorithms[0]"`, nil},
 		{`sip: {digest_algorithms: [MD5, md5]}`, `key "sip.digest_algorithms[1]"`, nil},

@@ -103,12 +103,9 @@ func (n *Node) startSIP(ctx context.Context) (stop func(), err error) {
 		// Nonces are bound to this node (digest.Config.Issuer): counts are
 		// tracked here, in memory, and a replay to another node gets a
 		// stale=true challenge there, with no round trip per request.
-		algs := []digest.Algorithm{digest.MD5, digest.SHA256}
-		if len(n.cfg.SIP.DigestAlgorithms) > 0 {
-			algs = algs[:0]
-			for _, a := range n.cfg.SIP.DigestAlgorithms {
-				algs = append(algs, digest.Algorithm(a)) // canonical: the config checked them
-			}
+		algs := n.cfg.SIP.DigestAlgorithms // canonical: the config checked them
+		if len(algs) == 0 {
+			algs = []digest.Algorithm{digest.MD5, digest.SHA256}
 		}
 		auth, err = digest.New(digest.Config{Secret: secret, Algorithms: algs, Issuer: n.Name()},
 			users, digest.WithLogger(log))

@@ -16,13 +16,28 @@ import (
 )
 
 // optionsAnswer sends an OPTIONS for the Call-ID from conn to dst and
-// returns the To tag of its final answer, skipping others' answers.
+// returns the To tag of its final answer.
 func optionsAnswer(conn net.PacketConn, dst *net.UDPAddr, callID string, wait time.Duration) (string, error) {
 	local := conn.LocalAddr().String()
 	msg := "OPTIONS sip:" + dst.IP.String() + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + callID + ";rport\r\n" +
 		"Max-Forwards: 70\r\nFrom: <sip:probe@example.test>;tag=1\r\nTo: <sip:" + dst.IP.String() + ">\r\n" +
 		"Call-ID: " + callID + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	res, err := finalAnswer(conn, dst, msg, callID, wait)
+	if err != nil {
+		return "", err
+	}
+	for _, v := range headerValues(res, "To") {
+		if _, tag, ok := strings.Cut(v, ";tag="); ok {
+			return tag, nil
+		}
+	}
+	return "", errors.New("answer without a To tag:\n" + res)
+}
+
+// finalAnswer sends msg from conn to dst and returns the final response
+// for its Call-ID, skipping provisional ones and others' answers.
+func finalAnswer(conn net.PacketConn, dst *net.UDPAddr, msg, callID string, wait time.Duration) (string, error) {
 	if _, err := conn.WriteTo([]byte(msg), dst); err != nil {
 		return "", err
 	}
@@ -34,18 +49,21 @@ func optionsAnswer(conn net.PacketConn, dst *net.UDPAddr, callID string, wait ti
 			return "", err
 		}
 		res := string(buf[:n])
-		if strings.HasPrefix(res, "SIP/2.0 1") || !strings.Contains(res, "\r\nCall-ID: "+callID+"\r\n") {
-			continue
+		if !strings.HasPrefix(res, "SIP/2.0 1") && strings.Contains(res, "\r\nCall-ID: "+callID+"\r\n") {
+			return res, nil
 		}
-		for _, l := range strings.Split(res, "\r\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "To") {
-				if _, tag, ok := strings.Cut(v, ";tag="); ok {
-					return tag, nil
-				}
-			}
-		}
-		return "", errors.New("answer without a To tag:\n" + res)
 	}
+}
+
+// headerValues returns the values of res's header fields named name.
+func headerValues(res, name string) []string {
+	var vs []string
+	for _, l := range strings.Split(res, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, name) {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 // sip.transaction_wait sets how long the node's finished transactions
@@ -121,33 +139,20 @@ func TestDigestAlgorithms(t *testing.T) {
 				"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + callID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ";rport\r\n" +
 				"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=1\r\nTo: <sip:alice@example.test>\r\n" +
 				"Call-ID: " + callID + "\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@" + local + ">\r\nContent-Length: 0\r\n\r\n"
-			if _, err := conn.WriteTo([]byte(msg), dst); err != nil {
+			res, err := finalAnswer(conn, dst, msg, callID, 300*time.Millisecond)
+			if err != nil {
 				return err
 			}
-			buf := make([]byte, 65535)
-			conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			for {
-				n, _, err := conn.ReadFrom(buf)
-				if err != nil {
-					return err
-				}
-				res := string(buf[:n])
-				if !strings.Contains(res, "\r\nCall-ID: "+callID+"\r\n") || strings.HasPrefix(res, "SIP/2.0 1") {
-					continue
-				}
-				if !strings.HasPrefix(res, "SIP/2.0 401 ") {
-					return errors.New("not a 401:\n" + res)
-				}
-				got = nil
-				for _, l := range strings.Split(res, "\r\n") {
-					if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "WWW-Authenticate") {
-						_, alg, _ := strings.Cut(v, "algorithm=")
-						alg, _, _ = strings.Cut(alg, ",")
-						got = append(got, strings.TrimSpace(alg))
-					}
-				}
-				return nil
+			if !strings.HasPrefix(res, "SIP/2.0 401 ") {
+				return errors.New("not a 401:\n" + res)
 			}
+			got = nil
+			for _, v := range headerValues(res, "WWW-Authenticate") {
+				_, alg, _ := strings.Cut(v, "algorithm=")
+				alg, _, _ = strings.Cut(alg, ",")
+				got = append(got, strings.TrimSpace(alg))
+			}
+			return nil
 		})
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s%s: challenges offer %q, want %q", tc.name, tc.key, got, tc.want)
